@@ -1,0 +1,18 @@
+# Drug response prediction pipeline: download -> build_dataset -> make_splits -> features -> train ->
+# predict -> evaluate -> report. README.md describes the architecture; config/README.md every key.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/splits.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

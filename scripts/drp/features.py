@@ -1,0 +1,63 @@
+"""Per-fold preprocessing: feature selection and scaling fitted on the fold's training cell lines only.
+
+The fitted statistics (variance used for selection, mean and std used for scaling) are kept in ``var``
+of the output, so anyone can check that they come from training cells: the leakage test does.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+
+from .dataset import Dataset
+from .splits import TEST, fold_roles
+
+
+def training_cell_lines(splits: pd.DataFrame, test_fold: int) -> pd.Index:
+    """Cell lines with at least one training or validation pair (never a test-only cell line)."""
+    roles = fold_roles(splits, test_fold)
+    return pd.Index(sorted(splits.loc[roles != TEST, "cell_line"].unique()), name="cell_line")
+
+
+def fit_transform_view(view: ad.AnnData, train_cells: pd.Index, n_features: int | None, scale: bool,
+                       clip: float | None = None) -> ad.AnnData:
+    """Select the ``n_features`` most variable features and z-score them, both on ``train_cells``.
+
+    Features constant among training cells are never selected. Returns every cell line of ``view``
+    (test cell lines transformed with the training statistics), with ``obs["in_training"]``.
+    """
+    train = view[train_cells].to_memory() if view.isbacked else view[train_cells].copy()
+    variance = np.asarray(train.X, dtype=np.float64).var(axis=0)
+    candidates = np.flatnonzero(variance > 1e-12)
+    keep = candidates[np.argsort(-variance[candidates], kind="stable")][: n_features or len(candidates)]
+    keep = np.sort(keep)
+
+    train = train[:, keep].copy()
+    if scale:
+        sc.pp.scale(train, zero_center=True, max_value=clip)
+        mean, std = train.var["mean"].to_numpy(), train.var["std"].to_numpy()
+    else:
+        mean, std = np.zeros(len(keep)), np.ones(len(keep))
+
+    X = (np.asarray(view.X[:, keep], dtype=np.float64) - mean) / std
+    if clip is not None:
+        X = np.clip(X, -clip, clip)
+    out = ad.AnnData(
+        X=X.astype(np.float32),
+        obs=view.obs.copy(),
+        var=pd.DataFrame({"train_variance": variance[keep], "train_mean": mean, "train_std": std},
+                         index=view.var_names[keep]),
+    )
+    out.obs["in_training"] = out.obs_names.isin(train_cells)
+    return out
+
+
+def preprocess_fold(dataset: Dataset, splits: pd.DataFrame, test_fold: int, settings: dict) -> dict[str, ad.AnnData]:
+    """Fit and apply the preprocessing of every view for one outer fold."""
+    train_cells = training_cell_lines(splits, test_fold)
+    return {
+        name: fit_transform_view(view, train_cells, **settings.get(name, {}))
+        for name, view in dataset.views.items()
+    }

@@ -1,0 +1,106 @@
+"""The one interface that every model implements, baselines and VAEs alike.
+
+A model is fitted on a ``TrainingData`` that holds only training cell lines (the test cell lines of a
+fold are not in it, not even their omics), and predicts for (cell line, drug) pairs of any cell lines
+whose preprocessed omics it is handed. It saves itself as JSON plus numpy arrays, never as a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_path, write_json
+
+
+@dataclass
+class CellLineData:
+    """Preprocessed omics views and tissue labels for a set of cell lines."""
+
+    views: dict[str, ad.AnnData]
+    tissue: pd.Series  # cell_line -> tissue
+
+    def subset(self, cell_lines) -> "CellLineData":
+        cell_lines = pd.Index(cell_lines)
+        return CellLineData({name: view[cell_lines].copy() for name, view in self.views.items()},
+                            self.tissue.loc[cell_lines])
+
+    def matrix(self, view_names: list[str], cell_lines) -> np.ndarray:
+        """Views concatenated along features for ``cell_lines`` (in that order)."""
+        return np.hstack([np.asarray(self.views[name][pd.Index(cell_lines)].X) for name in view_names])
+
+    @property
+    def cell_lines(self) -> pd.Index:
+        return next(iter(self.views.values())).obs_names
+
+
+@dataclass
+class TrainingData:
+    """What a model may see during fit: training pairs, validation pairs, and their cell lines only."""
+
+    cells: CellLineData
+    train: pd.DataFrame  # cell_line, drug, response
+    validation: pd.DataFrame
+    drugs: pd.DataFrame
+    lower_is_sensitive: bool
+    seed: int = 0
+
+    def __post_init__(self):
+        seen = set(self.train.cell_line) | set(self.validation.cell_line)
+        extra = set(self.cells.cell_lines) - seen
+        if extra:
+            raise ValueError(f"TrainingData holds {len(extra)} cell lines without training pairs, e.g. {sorted(extra)[:3]}")
+
+    @property
+    def train_and_validation(self) -> pd.DataFrame:
+        return pd.concat([self.train, self.validation], ignore_index=True)
+
+
+class DrugResponseModel(ABC):
+    """Subclasses set ``fit`` and ``predict`` and describe their fitted state for saving."""
+
+    #: whether the model uses the validation pairs for early stopping or selection; if not, the
+    #: training scripts hand it train + validation as its training set.
+    uses_validation: bool = False
+
+    def __init__(self, **params):
+        self.params = params
+
+    @abstractmethod
+    def fit(self, data: TrainingData) -> None: ...
+
+    @abstractmethod
+    def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
+        """Return ``pairs`` with ``y_pred`` (and ``p_sensitive`` if the model has a classifier)."""
+
+    @abstractmethod
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """The fitted state as (JSON-serialisable dict, named numpy arrays)."""
+
+    @abstractmethod
+    def load_state(self, meta: dict, arrays: dict[str, np.ndarray]) -> None: ...
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta, arrays = self.state()
+        with atomic_path(directory / "arrays.npz") as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(handle, **arrays)
+        write_json(directory / "model.json", {"class": f"{type(self).__module__}:{type(self).__qualname__}",
+                                              "params": self.params, "state": meta})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "DrugResponseModel":
+        directory = Path(directory)
+        saved = json.loads((directory / "model.json").read_text())
+        model = cls(**saved["params"])
+        with np.load(directory / "arrays.npz", allow_pickle=False) as arrays:
+            model.load_state(saved["state"], {key: arrays[key] for key in arrays.files})
+        return model

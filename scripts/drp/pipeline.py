@@ -1,0 +1,133 @@
+"""Stage functions behind the Snakemake scripts, callable with plain paths for debugging.
+
+Each ``scripts/<rule>.py`` only unpacks ``snakemake.input/output/params`` and calls one function here.
+``paths`` arguments are mappings with the rule's input names (``meta``, ``response``, ``splits``,
+``features_<view>``, ...), so a job can be reproduced outside Snakemake with a plain dict.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from . import models
+from .dataset import Dataset
+from .io import write_h5ad, write_table
+from .models.base import CellLineData, TrainingData
+from .splits import TEST, TRAIN, VALIDATION, fold_roles, make_splits
+
+log = logging.getLogger(__name__)
+FEATURES_PREFIX = "features_"
+
+
+def split_dataset(response_path, meta_path, output, mode: str, n_folds: int, seed: int) -> None:
+    response = pd.read_parquet(response_path)
+    tissue = Dataset.read_cell_lines(Path(meta_path).parent)["tissue"]
+    splits = make_splits(response, tissue, mode, n_folds, seed)
+    log.info("%s: %d pairs in %d folds of sizes %s", mode, len(splits), n_folds,
+             splits.groupby("fold").size().tolist())
+    write_table(output, splits)
+
+
+def preprocess_view(view_path, splits_path, fold: int, settings: dict, output) -> None:
+    from .features import fit_transform_view, training_cell_lines  # scanpy is only needed here
+
+    view = ad.read_h5ad(view_path)
+    train_cells = training_cell_lines(pd.read_csv(splits_path, sep="\t"), fold)
+    processed = fit_transform_view(view, train_cells, **settings)
+    log.info("%s: kept %d of %d features, fitted on %d training cell lines", Path(view_path).stem,
+             processed.n_vars, view.n_vars, len(train_cells))
+    write_h5ad(output, processed)
+
+
+def fold_pairs(paths: Mapping, fold: int) -> pd.DataFrame:
+    """Response pairs with their role (train / validation / test) in outer fold ``fold``."""
+    response = pd.read_parquet(paths["response"])
+    splits = pd.read_csv(paths["splits"], sep="\t")
+    pairs = response.merge(splits, on=["cell_line", "drug"], how="inner", validate="one_to_one")
+    if len(pairs) != len(response):
+        raise ValueError(f"{paths['splits']}: assigns {len(pairs)} of the {len(response)} response pairs")
+    pairs["role"] = fold_roles(pairs, fold).to_numpy()
+    return pairs
+
+
+def _cell_line_data(paths: Mapping) -> CellLineData:
+    views = {key.removeprefix(FEATURES_PREFIX): ad.read_h5ad(path)
+             for key, path in paths.items() if key.startswith(FEATURES_PREFIX)}
+    tissue = next(iter(views.values())).obs["tissue"].astype(str)
+    return CellLineData(views, tissue)
+
+
+def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, output_dir) -> None:
+    meta = json.loads(Path(paths["meta"]).read_text())
+    pairs = fold_pairs(paths, fold)
+    columns = ["cell_line", "drug", "response"]
+    train_pairs = pairs.loc[pairs.role == TRAIN, columns]
+    validation_pairs = pairs.loc[pairs.role == VALIDATION, columns]
+    model = models.create(spec)
+    if not model.uses_validation:  # models without early stopping train on every non-test pair
+        train_pairs, validation_pairs = pd.concat([train_pairs, validation_pairs]), validation_pairs.iloc[:0]
+    training_cells = sorted(set(train_pairs.cell_line) | set(validation_pairs.cell_line))
+    data = TrainingData(_cell_line_data(paths).subset(training_cells), train_pairs.reset_index(drop=True),
+                        validation_pairs.reset_index(drop=True), pd.read_csv(paths["drugs"], sep="\t"),
+                        lower_is_sensitive=meta["lower_is_sensitive"], seed=seed)
+    np.random.seed(seed)
+    started = time.perf_counter()
+    with threadpool_limits(threads):
+        model.fit(data)
+    log.info("fitted %s on %d pairs of %d cell lines (%d validation pairs) in %.1f s", spec["class"],
+             len(train_pairs), len(training_cells), len(validation_pairs), time.perf_counter() - started)
+    model.save(output_dir)
+
+
+def predict(paths: Mapping, fold: int, spec: dict, output) -> None:
+    pairs = fold_pairs(paths, fold)
+    test = pairs.loc[pairs.role == TEST, ["cell_line", "drug", "response"]].reset_index(drop=True)
+    model = models.resolve(spec["class"]).load(paths["model"])
+    cells = _cell_line_data(paths).subset(sorted(test.cell_line.unique()))
+    predicted = model.predict(test[["cell_line", "drug"]], cells)
+    if len(predicted) != len(test) or not np.isfinite(predicted["y_pred"]).all():
+        raise ValueError(f"{spec['class']}: predictions must be finite, one per test pair")
+    out = test.rename(columns={"response": "y_true"}).assign(y_pred=predicted["y_pred"].to_numpy(), fold=fold)
+    if "p_sensitive" in predicted:
+        out["p_sensitive"] = predicted["p_sensitive"].to_numpy()
+    write_table(output, out)
+
+
+def evaluate(paths: Mapping, outputs: Mapping, models: list[str], baseline: str, min_pairs: int, title: str) -> None:
+    from .metrics import evaluate_models
+    from .plots import summary_table_html
+
+    meta = json.loads(Path(paths["meta"]).read_text())
+    predictions = {
+        name: pd.concat([pd.read_parquet(path) for key, path in paths.items() if key.split("__")[0] == name],
+                        ignore_index=True)
+        for name in models
+    }
+    per_drug, summary = evaluate_models(predictions, baseline, pd.read_parquet(paths["response"]),
+                                        pd.read_csv(paths["splits"], sep="\t"), meta["lower_is_sensitive"], min_pairs)
+    headline = summary[summary.scope == "per_drug_mean"].pivot(index="model", columns="metric", values="value")
+    log.info("mean per-drug metrics:\n%s", headline.round(3).to_string())
+    all_predictions = pd.concat([frame.assign(model=name) for name, frame in predictions.items()], ignore_index=True)
+    write_table(outputs["predictions"], all_predictions)
+    write_table(outputs["per_drug"], per_drug)
+    write_table(outputs["summary"], summary)
+    summary_table_html(summary, outputs["summary_html"], f"{title}: {meta['measure']} metrics")
+
+
+def plot_metrics(paths: Mapping, outputs: Mapping, title: str) -> None:
+    from .plots import per_drug_distributions, predicted_vs_observed
+
+    meta = json.loads(Path(paths["meta"]).read_text())
+    predictions = pd.read_parquet(paths["predictions"])
+    per_drug_distributions(pd.read_csv(paths["per_drug"], sep="\t"), outputs["distributions"], title)
+    predicted_vs_observed({name: frame for name, frame in predictions.groupby("model", sort=False)},
+                          outputs["scatter"], title, meta["measure"])

@@ -1,0 +1,48 @@
+# One download rule per configured source. It runs on the submitting host (compute nodes often have
+# no network) and records url, sha256 and size of every file in resources/<source>/manifest.json.
+for _source in config["sources"]:
+
+    rule:
+        name:
+            f"download_{_source}"
+        localrule: True
+        output:
+            **source_file_outputs(_source),
+            manifest=f"resources/{_source}/manifest.json",
+        params:
+            source=config["sources"][_source],
+        log:
+            f"logs/download_{_source}.log",
+        benchmark:
+            f"benchmarks/download_{_source}.tsv"
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../../scripts/download_source.py"
+
+
+# One build rule per configured data set, since its views (and so its output files) come from config.
+for _dataset, _spec in config["datasets"].items():
+
+    rule:
+        name:
+            f"build_dataset_{_dataset}"
+        input:
+            **source_file_outputs(_spec["source"]),
+        output:
+            meta=f"results/{_dataset}/data/dataset.json",
+            response=f"results/{_dataset}/data/response.parquet",
+            drugs=f"results/{_dataset}/data/drugs.tsv",
+            cell_lines=f"results/{_dataset}/data/cell_lines.tsv",
+            **{view: f"results/{_dataset}/data/{view}.h5ad" for view in _spec["views"]},
+        params:
+            dataset=_spec,
+            source_type=config["sources"][_spec["source"]]["type"],
+        log:
+            f"logs/{_dataset}/build_dataset.log",
+        benchmark:
+            f"benchmarks/{_dataset}/build_dataset.tsv"
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../../scripts/build_dataset.py"

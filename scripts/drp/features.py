@@ -35,6 +35,7 @@ def fit_transform_view(view: ad.AnnData, train_cells: pd.Index, n_features: int 
     keep = np.sort(keep)
 
     train = train[:, keep].copy()
+    train.X = np.asarray(train.X, dtype=np.float64)  # float32 variance loses precision for large means
     if scale:
         sc.pp.scale(train, zero_center=True, max_value=clip)
         mean, std = train.var["mean"].to_numpy(), train.var["std"].to_numpy()

@@ -78,7 +78,8 @@ def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, output
     training_cells = sorted(set(train_pairs.cell_line) | set(validation_pairs.cell_line))
     data = TrainingData(_cell_line_data(paths).subset(training_cells), train_pairs.reset_index(drop=True),
                         validation_pairs.reset_index(drop=True), pd.read_csv(paths["drugs"], sep="\t"),
-                        lower_is_sensitive=meta["lower_is_sensitive"], seed=seed)
+                        lower_is_sensitive=meta["lower_is_sensitive"], seed=seed,
+                        checkpoint_dir=Path(output_dir).parent / "checkpoint")
     np.random.seed(seed)
     started = time.perf_counter()
     with threadpool_limits(threads):

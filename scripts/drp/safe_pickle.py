@@ -44,7 +44,16 @@ def _refuse(source: str, module: str, name: str):
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-    """numpy stand-in for torch._utils._rebuild_tensor_v2 (a strided view of a flat storage)."""
+    """numpy stand-in for torch._utils._rebuild_tensor_v2 (a strided view of a flat storage).
+
+    The geometry comes from the file, so it is checked to stay inside the storage: a tampered offset,
+    size or stride must not read memory beyond it."""
+    size, stride = tuple(int(n) for n in size), tuple(int(s) for s in stride)
+    last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
+    if (len(size) != len(stride) or storage_offset < 0 or min(size + stride, default=0) < 0
+            or (all(size) and last >= len(storage))):
+        raise UnsafePickleError(f"tensor geometry (offset {storage_offset}, size {size}, stride {stride}) "
+                                f"lies outside its storage of {len(storage)} elements")
     itemsize = storage.dtype.itemsize
     view = np.lib.stride_tricks.as_strided(
         storage[storage_offset:],

@@ -9,6 +9,7 @@ from .base import CellLineData, DrugResponseModel, TrainingData
 REGISTRY = {
     "mean_effects": "drp.models.mean_effects:MeanEffects",
     "elastic_net": "drp.models.elastic_net:ElasticNetPerDrug",
+    "drvae": "drp.models.drvae:DrVAE",
 }
 
 

@@ -16,7 +16,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_path, write_json
+from ..io import atomic_path, write_json, write_table
 
 
 @dataclass
@@ -50,6 +50,8 @@ class TrainingData:
     drugs: pd.DataFrame
     lower_is_sensitive: bool
     seed: int = 0
+    checkpoint_dir: Path | None = None  # where neural models keep resumable checkpoints
+    perturbations: dict | None = None  # optional (control x1, treated x2, drug) pairs, e.g. from LINCS
 
     def __post_init__(self):
         seen = set(self.train.cell_line) | set(self.validation.cell_line)
@@ -93,6 +95,9 @@ class DrugResponseModel(ABC):
         with atomic_path(directory / "arrays.npz") as tmp:
             with open(tmp, "wb") as handle:
                 np.savez_compressed(handle, **arrays)
+        history = getattr(self, "history", None)
+        if history is not None and len(history):
+            write_table(directory / "history.tsv", history)
         write_json(directory / "model.json", {"class": f"{type(self).__module__}:{type(self).__qualname__}",
                                               "params": self.params, "state": meta})
 

@@ -1,0 +1,295 @@
+"""Dr.VAE-style model: a semi-supervised VAE whose latent space carries a per-drug perturbation.
+
+After Rampasek et al. (2019), rebuilt as one multi-drug model (../shared/docs/models.md):
+- q(z1|x): Gaussian encoder of the baseline omics; p(x|z): Gaussian decoder (diagonal).
+- Drug perturbation in latent space: z2 = z1 + W_d z1 + b_d with W_d = U_d V_d^T of low rank, so hundreds
+  of drugs fit in one model. U_d = 0 and b_d = 0 at initialisation: the operator starts as the identity.
+  It is computed on the dense cell x drug grid (V_d^T z for all drugs at once, then U_d), never by
+  gathering a matrix per pair (design.md, performance notes).
+- Response heads on [z1, z2 - z1], one linear head per drug: a regression of the response (standardized
+  per drug with training statistics) and a logit of sensitivity (below the drug's training median).
+- Semi-supervised: every training cell line feeds the reconstruction and KL terms, also for drugs it
+  has no response for; the supervised terms use observed training pairs only. Test cell lines never
+  reach the model during fit (TrainingData holds training cell lines only).
+- With perturbation pairs (pre/post-treatment profiles, e.g. LINCS L1000), the perturbation likelihood
+  log p(x2 | z2'), z2' ~ p(z2|z1, d), and KL(q(z2|x2) || p(z2|z1, d)) are added; x2 is reconstructed from
+  q(z2|x2) (the original code sampled q(z1|x1) there, a bug not repeated here).
+- KL: per-dimension free bits plus a linear warm-up (free bits on the summed KL kill its gradient).
+Training (early stopping, checkpoints, devices) is the shared ``drp.training.Trainer``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..training import Trainer, TrainerSettings
+from .base import CellLineData, DrugResponseModel, TrainingData
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ELU()]
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def gaussian_nll(x, mean, logvar):
+    """-log N(x | mean, exp(logvar)), summed over the last dimension."""
+    return 0.5 * (logvar + (x - mean) ** 2 * torch.exp(-logvar) + _LOG_2PI).sum(-1)
+
+
+def gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
+    """KL(N(mean_q, var_q) || N(mean_p, var_p)) per dimension."""
+    return 0.5 * (logvar_p - logvar_q + (torch.exp(logvar_q) + (mean_q - mean_p) ** 2) * torch.exp(-logvar_p) - 1)
+
+
+class DrVAEModule(nn.Module):
+    def __init__(self, n_features: int, n_drugs: int, latent_dim: int, encoder_hidden: list[int],
+                 decoder_hidden: list[int], rank: int, dropout: float):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = mlp([n_features, *encoder_hidden], dropout)
+        self.encoder_mean = nn.Linear(encoder_hidden[-1], latent_dim)
+        self.encoder_logvar = nn.Linear(encoder_hidden[-1], latent_dim)
+        self.decoder = mlp([latent_dim, *decoder_hidden])
+        self.decoder_mean = nn.Linear(decoder_hidden[-1], n_features)
+        self.decoder_logvar = nn.Linear(decoder_hidden[-1], n_features)
+        # W_d = U_d V_d^T: U_d = 0 makes the perturbation exactly the identity at initialisation
+        self.perturb_u = nn.Parameter(torch.zeros(n_drugs, latent_dim, rank))
+        self.perturb_v = nn.Parameter(torch.randn(n_drugs, latent_dim, rank) / math.sqrt(latent_dim))
+        self.perturb_b = nn.Parameter(torch.zeros(n_drugs, latent_dim))
+        self.perturb_logvar = nn.Linear(latent_dim, latent_dim)
+        # per-drug linear heads on [z1, z2 - z1]: column 0 regression, column 1 sensitivity logit
+        self.head_weight = nn.Parameter(torch.zeros(n_drugs, 2 * latent_dim, 2))
+        self.head_bias = nn.Parameter(torch.zeros(n_drugs, 2))
+
+    def encode(self, x):
+        hidden = self.encoder(x)
+        return self.encoder_mean(hidden), self.encoder_logvar(hidden) - 2.0  # offset as in Dr.VAE
+
+    def decode(self, z):
+        hidden = self.decoder(z)
+        return self.decoder_mean(hidden), self.decoder_logvar(hidden).clamp(-8.0, 8.0)
+
+    def perturbation(self, z1, drugs=None):
+        """z2 - z1 = W_d z1 + b_d: (cells, drugs, latent) on the grid, or (pairs, latent) for given drugs."""
+        if drugs is None:
+            low_rank = torch.einsum("bl,dlr->bdr", z1, self.perturb_v)
+            return torch.einsum("bdr,dlr->bdl", low_rank, self.perturb_u) + self.perturb_b
+        low_rank = torch.einsum("pl,plr->pr", z1, self.perturb_v[drugs])
+        return torch.einsum("pr,plr->pl", low_rank, self.perturb_u[drugs]) + self.perturb_b[drugs]
+
+    def heads(self, z1, delta):
+        """Regression and logit for every (cell, drug): (cells, drugs, 2)."""
+        latent = self.latent_dim
+        from_z1 = torch.einsum("bl,dlk->bdk", z1, self.head_weight[:, :latent])
+        from_delta = torch.einsum("bdl,dlk->bdk", delta, self.head_weight[:, latent:])
+        return from_z1 + from_delta + self.head_bias
+
+    def predict_grid(self, x):
+        z1, _ = self.encode(x)
+        return self.heads(z1, self.perturbation(z1))
+
+
+@dataclass
+class DrVAESettings:
+    views: tuple[str, ...] = ("expression",)
+    latent_dim: int = 64
+    encoder_hidden: tuple[int, ...] = (512,)
+    decoder_hidden: tuple[int, ...] = (512,)
+    rank: int = 8
+    dropout: float = 0.0
+    supervised_weight: float = 1.0  # gamma in Dr.VAE's objective
+    classifier_weight: float = 1.0
+    perturbation_weight: float = 0.05  # weight of log p(x2 | z2') as in the original
+    free_bits: float = 0.05  # nats per latent dimension
+    warmup_epochs: int = 20
+    input_noise: float = 0.01
+    max_epochs: int = 300
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int | None = None
+    patience: int = 30
+    checkpoint_every: int = 25
+    device: str = "auto"
+    progress: bool = True
+
+
+class DrVAE(DrugResponseModel):
+    uses_validation = True
+
+    def __init__(self, **params):
+        self.settings = DrVAESettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        super().__init__(**params)
+        self.module: DrVAEModule | None = None
+        self.drugs: list[str] = []
+        self.response_mean = self.response_std = self.threshold = np.zeros(0)
+        self.history = pd.DataFrame()
+        self.perturbations: dict | None = None  # optional {"x1", "x2": arrays, "drug": names}
+
+    # -- data on the device ------------------------------------------------------------------------
+    def _grid(self, pairs: pd.DataFrame, cells: pd.Index):
+        """Observed responses as a (cells, drugs) grid standardized per drug, with a mask."""
+        rows = cells.get_indexer(pairs.cell_line)
+        cols = pd.Index(self.drugs).get_indexer(pairs.drug)
+        keep = (rows >= 0) & (cols >= 0)
+        values = np.zeros((len(cells), len(self.drugs)), dtype=np.float32)
+        mask = np.zeros_like(values, dtype=bool)
+        values[rows[keep], cols[keep]] = pairs.response.to_numpy()[keep]
+        mask[rows[keep], cols[keep]] = True
+        standardized = (values - self.response_mean) / self.response_std
+        sensitive = (values < self.threshold) if self.lower_is_sensitive else (values > self.threshold)
+        return standardized * mask, sensitive & mask, mask
+
+    def _tensors(self, data: CellLineData, pairs: pd.DataFrame, device):
+        cells = pd.Index(sorted(pairs.cell_line.unique()))
+        y, s, m = self._grid(pairs, cells)
+        as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+        return {"x": as_tensor(data.matrix(list(self.settings.views), cells)), "y": as_tensor(y),
+                "s": as_tensor(s), "m": as_tensor(m, torch.bool)}
+
+    # -- the objective ------------------------------------------------------------------------------
+    def _supervised(self, grid_out, batch):
+        mask = batch["m"]
+        regression = 0.5 * (grid_out[..., 0] - batch["y"]) ** 2
+        classification = F.binary_cross_entropy_with_logits(grid_out[..., 1], batch["s"], reduction="none")
+        return (regression * mask).sum(), (classification * mask).sum()
+
+    def _loss(self, batch, epoch: int):
+        s, module = self.settings, self.module
+        x = batch["x"]
+        x_noisy = x + s.input_noise * torch.randn_like(x) if s.input_noise else x
+        mean, logvar = module.encode(x_noisy)
+        z1 = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        reconstruction = gaussian_nll(x, *module.decode(z1)).sum()
+        kl_per_dim = gaussian_kl(mean, logvar, torch.zeros_like(mean), torch.zeros_like(logvar)).mean(0)
+        kl = torch.clamp(kl_per_dim, min=s.free_bits).sum() * len(x)
+        regression, classification = self._supervised(module.heads(z1, module.perturbation(z1)), batch)
+        beta = min(1.0, (epoch + 1) / max(1, s.warmup_epochs))
+        n = len(x)
+        loss = (reconstruction + beta * kl + s.supervised_weight * (regression + s.classifier_weight * classification)) / n
+        parts = {"reconstruction": reconstruction.item() / n, "kl": kl.item() / n,
+                 "regression": regression.item() / max(1, batch["m"].sum().item()),
+                 "classification": classification.item() / max(1, batch["m"].sum().item())}
+        if self.perturbations is not None:
+            pert_loss, pert_parts = self._perturbation_loss(beta)
+            loss = loss + pert_loss
+            parts.update(pert_parts)
+        parts["loss"] = loss.item()
+        return loss, parts
+
+    def _perturbation_loss(self, beta: float):
+        """Terms for (control x1, treated x2, drug d) pairs; x2 is reconstructed from q(z2|x2)."""
+        module, p, s = self.module, self.perturbations, self.settings
+        mean1, logvar1 = module.encode(p["x1"])
+        mean2, logvar2 = module.encode(p["x2"])
+        z1 = mean1 + torch.exp(0.5 * logvar1) * torch.randn_like(mean1)
+        z2 = mean2 + torch.exp(0.5 * logvar2) * torch.randn_like(mean2)
+        prior_mean = z1 + module.perturbation(z1, p["drug"])
+        prior_logvar = module.perturb_logvar(z1) - 2.0
+        z2_prior = prior_mean + torch.exp(0.5 * prior_logvar) * torch.randn_like(prior_mean)
+        n = len(z1)
+        reconstruction = (gaussian_nll(p["x1"], *module.decode(z1)) + gaussian_nll(p["x2"], *module.decode(z2))).sum() / n
+        perturbation = gaussian_nll(p["x2"], *module.decode(z2_prior)).sum() / n
+        kl_z2 = gaussian_kl(mean2, logvar2, prior_mean, prior_logvar).sum() / n
+        kl_z1 = gaussian_kl(mean1, logvar1, torch.zeros_like(mean1), torch.zeros_like(logvar1)).sum() / n
+        loss = reconstruction + s.perturbation_weight * perturbation + beta * (kl_z1 + kl_z2)
+        return loss, {"pair_reconstruction": reconstruction.item(), "pair_perturbation": perturbation.item(),
+                      "pair_kl_z2": kl_z2.item()}
+
+    def _validation_score(self, batch):
+        out = self.module.predict_grid(batch["x"]).float()
+        regression, classification = self._supervised(out, batch)
+        n = max(1, batch["m"].sum().item())
+        return regression.item() / n, {"validation_mse": 2 * regression.item() / n,
+                                       "validation_bce": classification.item() / n}
+
+    # -- the model interface ------------------------------------------------------------------------
+    def fit(self, data: TrainingData, checkpoint_dir=None) -> None:
+        s = self.settings
+        torch.manual_seed(data.seed)
+        self.lower_is_sensitive = data.lower_is_sensitive
+        stats = data.train.groupby("drug")["response"]
+        self.drugs = sorted(data.train.drug.unique())
+        self.response_mean = stats.mean().loc[self.drugs].to_numpy(np.float32)
+        self.response_std = stats.std(ddof=0).fillna(1.0).clip(lower=1e-3).loc[self.drugs].to_numpy(np.float32)
+        self.threshold = stats.median().loc[self.drugs].to_numpy(np.float32)
+
+        settings = TrainerSettings(max_epochs=s.max_epochs, learning_rate=s.learning_rate,
+                                   weight_decay=s.weight_decay, batch_size=s.batch_size, patience=s.patience,
+                                   checkpoint_every=s.checkpoint_every, device=s.device, progress=s.progress)
+        n_features = sum(data.cells.views[v].n_vars for v in s.views)
+        self.module = DrVAEModule(n_features, len(self.drugs), s.latent_dim, list(s.encoder_hidden),
+                                  list(s.decoder_hidden), s.rank, s.dropout)
+        fingerprint = json.dumps({"params": self.params, "seed": data.seed, "drugs": self.drugs,
+                                  "train_pairs": len(data.train), "cells": list(data.cells.cell_lines)})
+        trainer = Trainer(self.module, settings, data.seed, checkpoint_dir or data.checkpoint_dir, fingerprint)
+        device = trainer.device
+        train = self._tensors(data.cells, data.train, device)
+        validation = self._tensors(data.cells, data.validation if len(data.validation) else data.train, device)
+        if data.perturbations is not None:
+            self.perturbations = self._perturbation_tensors(data.perturbations, device)
+
+        def loss_fn(index):
+            return self._loss({key: value[index] for key, value in train.items()}, trainer.epoch)
+
+        self.history = trainer.fit(loss_fn, lambda: self._validation_score(validation), len(train["x"]))
+        self.module = trainer.module.cpu().eval()
+        self.perturbations = None  # pairs are training data, not part of the fitted state
+
+    def _perturbation_tensors(self, pairs: dict, device):
+        drug_index = pd.Index(self.drugs).get_indexer(pairs["drug"])
+        keep = drug_index >= 0
+        as_tensor = lambda a: torch.as_tensor(np.asarray(a)[keep], dtype=torch.float32, device=device)  # noqa: E731
+        return {"x1": as_tensor(pairs["x1"]), "x2": as_tensor(pairs["x2"]),
+                "drug": torch.as_tensor(drug_index[keep], device=device)}
+
+    @torch.no_grad()
+    def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
+        cell_index = pd.Index(sorted(pairs.cell_line.unique()))
+        x = torch.as_tensor(cells.matrix(list(self.settings.views), cell_index), dtype=torch.float32)
+        out = self.module.predict_grid(x).numpy()
+        rows = cell_index.get_indexer(pairs.cell_line)
+        cols = pd.Index(self.drugs).get_indexer(pairs.drug)
+        known = cols >= 0
+        y_pred = np.full(len(pairs), float(np.mean(self.response_mean)))
+        p_sensitive = np.full(len(pairs), 0.5)
+        y_pred[known] = out[rows[known], cols[known], 0] * self.response_std[cols[known]] + self.response_mean[cols[known]]
+        p_sensitive[known] = 1.0 / (1.0 + np.exp(-out[rows[known], cols[known], 1]))
+        return pairs.assign(y_pred=y_pred, p_sensitive=p_sensitive)
+
+    @torch.no_grad()
+    def encode(self, cells: CellLineData) -> np.ndarray:
+        """Posterior means of z1 for every cell line of ``cells`` (in its order)."""
+        x = torch.as_tensor(cells.matrix(list(self.settings.views), cells.cell_lines), dtype=torch.float32)
+        return self.module.encode(x)[0].numpy()
+
+    def state(self):
+        arrays = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+        arrays.update(response_mean=self.response_mean, response_std=self.response_std, threshold=self.threshold)
+        meta = {"drugs": self.drugs, "n_features": int(self.module.decoder_mean.out_features),
+                "lower_is_sensitive": bool(self.lower_is_sensitive), "settings": asdict(self.settings)}
+        return meta, arrays
+
+    def load_state(self, meta, arrays):
+        s = self.settings
+        self.drugs, self.lower_is_sensitive = meta["drugs"], meta["lower_is_sensitive"]
+        self.module = DrVAEModule(meta["n_features"], len(self.drugs), s.latent_dim, list(s.encoder_hidden),
+                                  list(s.decoder_hidden), s.rank, s.dropout)
+        self.module.load_state_dict({k.removeprefix("module."): torch.from_numpy(v)
+                                     for k, v in arrays.items() if k.startswith("module.")})
+        self.module.eval()
+        self.response_mean, self.response_std = arrays["response_mean"], arrays["response_std"]
+        self.threshold = arrays["threshold"]

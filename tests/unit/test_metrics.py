@@ -1,0 +1,240 @@
+"""drp.metrics against values worked out by hand on tiny arrays."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from drp.metrics import (METRICS, aupr, auroc, evaluate_models, metric_values, pearson, rmse, score_pairs,
+                         spearman, training_thresholds)
+
+Y = [1, 2, 3, 4]
+P = [1, 3, 2, 4]
+
+
+# --- correlations and errors ------------------------------------------------------------------------
+
+def test_pearson_by_hand():
+    # deviations of both are (-1.5, -0.5, 0.5, 1.5) vs (-1.5, 0.5, -0.5, 1.5):
+    # covariance sum 2.25 - 0.25 - 0.25 + 2.25 = 4, sums of squares 5 and 5 -> r = 4 / 5
+    assert pearson(Y, P) == pytest.approx(0.8, abs=1e-12)
+    assert pearson(Y, [2, 4, 6, 8]) == pytest.approx(1.0)
+    assert pearson(Y, [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # y = (0, 0, 1, 1), p = (0, 1, 0, 1): deviations (-.5,-.5,.5,.5) and (-.5,.5,-.5,.5) -> r = 0
+    assert pearson([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_spearman_by_hand():
+    # ranks equal the values here, so Spearman = Pearson of ranks = 0.8
+    assert spearman(Y, P) == pytest.approx(0.8, abs=1e-12)
+    # monotone but not linear: Spearman 1, Pearson below 1
+    assert spearman(Y, [1, 10, 100, 1000]) == pytest.approx(1.0)
+    assert pearson(Y, [1, 10, 100, 1000]) < 0.95
+    # ranks of p = (1, 2, 3, 4) reversed except a swap: p = (40, 30, 10, 20) -> ranks (4, 3, 1, 2)
+    # d = (1-4, 2-3, 3-1, 4-2) = (-3, -1, 2, 2): rho = 1 - 6 * 18 / (4 * 15) = -0.8
+    assert spearman(Y, [40, 30, 10, 20]) == pytest.approx(-0.8, abs=1e-12)
+
+
+def test_rmse_by_hand():
+    # differences (0, -1, 1, 0): sqrt(2 / 4)
+    assert rmse(Y, P) == pytest.approx(math.sqrt(0.5), abs=1e-12)
+    assert rmse(Y, Y) == 0.0
+    assert rmse([0, 0], [3, 4]) == pytest.approx(math.sqrt(12.5))
+
+
+@pytest.mark.parametrize("y, p", [
+    ([1, 1, 1, 1], [1, 2, 3, 4]),  # constant observation
+    ([1, 2, 3, 4], [5, 5, 5, 5]),  # constant prediction
+    ([1, 2], [2, 1]),              # fewer than 3 points
+])
+def test_correlations_are_nan_when_undefined(y, p):
+    assert math.isnan(pearson(y, p))
+    assert math.isnan(spearman(y, p))
+
+
+# --- ranking metrics ----------------------------------------------------------------------------------
+
+def test_auroc_by_counting_pairs():
+    sensitive = [True, False, True, False]
+    score = [0.9, 0.8, 0.3, 0.1]
+    # (positive, negative) pairs: (.9,.8) right, (.9,.1) right, (.3,.8) wrong, (.3,.1) right -> 3/4
+    assert auroc(sensitive, score) == pytest.approx(0.75)
+    # a tie counts one half: positives (.5, .9), negatives (.5, .1):
+    # (.5,.5) 1/2, (.5,.1) 1, (.9,.5) 1, (.9,.1) 1 -> 3.5 / 4
+    assert auroc([True, False, True, False], [0.5, 0.5, 0.9, 0.1]) == pytest.approx(0.875)
+    assert auroc([True, False], [1.0, 0.0]) == 1.0
+    assert auroc([True, False], [0.0, 1.0]) == 0.0
+
+
+def test_aupr_by_hand():
+    # ranked by score: T, F, T, F; precision at each positive: 1/1 and 2/3 -> AP = (1 + 2/3) / 2
+    assert aupr([True, False, True, False], [0.9, 0.8, 0.3, 0.1]) == pytest.approx(5 / 6)
+    # ranked: F, T, T -> precisions at positives 1/2 and 2/3 -> AP = 7/12
+    assert aupr([False, True, True], [0.9, 0.5, 0.4]) == pytest.approx(7 / 12)
+    assert aupr([True, False, False], [0.9, 0.5, 0.4]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("sensitive", [[True, True, True], [False, False, False], []])
+def test_ranking_metrics_are_nan_with_one_class(sensitive):
+    score = list(range(len(sensitive)))
+    assert math.isnan(auroc(sensitive, score))
+    assert math.isnan(aupr(sensitive, score))
+
+
+# --- thresholds from training pairs only --------------------------------------------------------------
+
+def synthetic_fold_table():
+    """One drug, three folds; fold 0 holds extreme responses."""
+    response = pd.DataFrame({
+        "cell_line": [f"SYN{i}" for i in range(9)],
+        "drug": "DRUGA",
+        "response": [100.0, 100.0, 100.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+    })
+    splits = pd.DataFrame({"cell_line": response.cell_line, "drug": "DRUGA", "fold": [0, 0, 0, 1, 1, 1, 2, 2, 2]})
+    return response, splits
+
+
+def test_training_thresholds_exclude_the_test_fold():
+    response, splits = synthetic_fold_table()
+    thresholds = training_thresholds(response, splits).set_index("fold")["threshold"]
+    # fold 0 is test: median(1..6) = 3.5 (with the test pairs it would be median(1..6, 100 x3) = 5)
+    assert thresholds[0] == pytest.approx(3.5)
+    # fold 1 is test: median(100, 100, 100, 4, 5, 6) = (6 + 100) / 2
+    assert thresholds[1] == pytest.approx(53.0)
+    # fold 2 is test: median(100, 100, 100, 1, 2, 3) = (3 + 100) / 2
+    assert thresholds[2] == pytest.approx(51.5)
+    assert np.median(response.response) == 5.0  # the leaky answer differs from all three
+
+
+def test_training_thresholds_are_per_drug():
+    response, splits = synthetic_fold_table()
+    other = response.assign(drug="DRUGB", response=-response.response)
+    table = training_thresholds(pd.concat([response, other]), pd.concat([splits, splits.assign(drug="DRUGB")]))
+    assert set(table.columns) == {"drug", "threshold", "fold"}
+    lookup = table.set_index(["fold", "drug"])["threshold"]
+    assert len(lookup) == 6
+    assert lookup[(0, "DRUGB")] == pytest.approx(-3.5)
+    assert lookup[(0, "DRUGA")] == pytest.approx(3.5)
+
+
+# --- scoring direction --------------------------------------------------------------------------------
+
+def synthetic_predictions():
+    return pd.DataFrame({"cell_line": ["C1", "C2", "C3"], "drug": "DRUGA", "fold": 0,
+                         "y_true": [1.0, 5.0, 3.0], "y_pred": [2.0, 4.0, 3.5]})
+
+
+def synthetic_thresholds():
+    return pd.DataFrame({"drug": ["DRUGA"], "threshold": [3.0], "fold": [0]})
+
+
+def test_score_pairs_lower_is_sensitive():
+    predictions = synthetic_predictions()
+    baseline = predictions.assign(y_pred=[0.0, 0.0, 0.0])
+    scored = score_pairs(predictions, baseline, synthetic_thresholds(), lower_is_sensitive=True)
+    assert list(scored["sensitive"]) == [True, False, False]  # below 3 (equal is not sensitive)
+    assert list(scored["score"]) == [-2.0, -4.0, -3.5]  # a lower prediction ranks as more sensitive
+    assert list(scored["y_baseline"]) == [0.0, 0.0, 0.0]
+    assert list(scored["threshold"]) == [3.0, 3.0, 3.0]
+
+
+def test_score_pairs_higher_is_sensitive():
+    predictions = synthetic_predictions()
+    scored = score_pairs(predictions, predictions, synthetic_thresholds(), lower_is_sensitive=False)
+    assert list(scored["sensitive"]) == [False, True, False]
+    assert list(scored["score"]) == [2.0, 4.0, 3.5]
+    assert list(scored["y_baseline"]) == list(predictions["y_pred"])
+
+
+def test_score_pairs_uses_p_sensitive_when_complete():
+    predictions = synthetic_predictions().assign(p_sensitive=[0.9, 0.1, 0.5])
+    scored = score_pairs(predictions, predictions, synthetic_thresholds(), lower_is_sensitive=True)
+    assert list(scored["score"]) == [0.9, 0.1, 0.5]
+    partial = predictions.assign(p_sensitive=[0.9, np.nan, 0.5])
+    scored = score_pairs(partial, partial, synthetic_thresholds(), lower_is_sensitive=True)
+    assert list(scored["score"]) == [-2.0, -4.0, -3.5]
+
+
+def test_normalized_pearson_is_pearson_of_residuals_from_the_baseline():
+    rng = np.random.default_rng(1)
+    y, p, b = rng.normal(size=(3, 12))
+    group = pd.DataFrame({"y_true": y, "y_pred": p, "y_baseline": b, "threshold": 0.0,
+                          "sensitive": y > 0, "score": p})
+    values = metric_values(group)
+    assert values["normalized_pearson"] == pytest.approx(pearson(y - b, p - b), abs=1e-12)
+    assert values["normalized_pearson"] == pytest.approx(np.corrcoef(y - b, p - b)[0, 1], abs=1e-12)
+    assert values["pearson"] == pytest.approx(np.corrcoef(y, p)[0, 1], abs=1e-12)
+    assert values["n"] == 12
+    assert values["auroc"] == pytest.approx(auroc(y > 0, p))
+
+
+def test_metric_values_ignore_pairs_without_a_threshold_for_ranking():
+    group = pd.DataFrame({"y_true": [1.0, 2.0, 3.0, 4.0], "y_pred": [1.0, 2.0, 3.0, 0.0],
+                          "y_baseline": 0.0, "threshold": [2.5, 2.5, 2.5, np.nan],
+                          "sensitive": [False, False, True, False], "score": [1.0, 2.0, 3.0, 0.0]})
+    values = metric_values(group)
+    assert values["auroc"] == 1.0  # the NaN-threshold pair would otherwise still give 1.0 ...
+    group.loc[3, "score"] = 10.0   # ... so make it one that would break the ranking if it counted
+    assert metric_values(group)["auroc"] == 1.0
+
+
+# --- the whole evaluation -----------------------------------------------------------------------------
+
+def synthetic_evaluation(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    cells = [f"SYNCELL{i:02d}" for i in range(12)]
+    drugs = [f"DRUG{j}" for j in range(4)]
+    response = pd.DataFrame([(c, d) for c in cells for d in drugs], columns=["cell_line", "drug"])
+    response["response"] = rng.normal(size=len(response)) + np.repeat(np.arange(12), 4) * 0.3
+    splits = response[["cell_line", "drug"]].assign(fold=np.repeat(np.arange(12) % 3, 4))
+    test = response.merge(splits).rename(columns={"response": "y_true"})
+    drug_mean = response.groupby("drug")["response"].mean()
+    baseline = test.assign(y_pred=test.drug.map(drug_mean) + rng.normal(scale=0.1, size=len(test)))
+    good = test.assign(y_pred=test.y_true + rng.normal(scale=0.3, size=len(test)))
+    return response, splits, {"mean_effects": baseline, "good": good}
+
+
+def test_evaluate_models_tables():
+    response, splits, predictions = synthetic_evaluation()
+    per_drug, summary = evaluate_models(predictions, "mean_effects", response, splits,
+                                        lower_is_sensitive=True, min_pairs=5)
+    assert list(per_drug.columns) == ["model", "drug", "n", *METRICS]
+    assert len(per_drug) == 2 * 4
+    for model in predictions:
+        assert sorted(per_drug.loc[per_drug.model == model, "drug"]) == [f"DRUG{j}" for j in range(4)]
+    assert (per_drug["n"] == 12).all()
+
+    good = predictions["good"]
+    row = per_drug[(per_drug.model == "good") & (per_drug.drug == "DRUG2")].iloc[0]
+    one = good[good.drug == "DRUG2"]
+    assert row["pearson"] == pytest.approx(np.corrcoef(one.y_true, one.y_pred)[0, 1])
+    assert row["rmse"] == pytest.approx(np.sqrt(np.mean((one.y_true - one.y_pred) ** 2)))
+    base = predictions["mean_effects"].set_index(["cell_line", "drug"]).loc[list(zip(one.cell_line, one.drug)), "y_pred"]
+    assert row["normalized_pearson"] == pytest.approx(pearson(one.y_true - base.values, one.y_pred - base.values))
+    # the baseline compared with itself has nothing left to explain
+    assert per_drug.loc[per_drug.model == "mean_effects", "normalized_pearson"].isna().all()
+
+    assert list(summary.columns) == ["model", "scope", "metric", "value", "n"]
+    assert set(summary.scope) == {"per_drug_mean", "per_drug_median", "pooled"}
+    assert len(summary) == 2 * 3 * len(METRICS)
+    assert not summary.duplicated(["model", "scope", "metric"]).any()
+    table = summary.set_index(["model", "scope", "metric"])
+    good_rows = per_drug[per_drug.model == "good"]
+    assert table.loc[("good", "per_drug_mean", "pearson"), "value"] == pytest.approx(good_rows.pearson.mean())
+    assert table.loc[("good", "per_drug_median", "rmse"), "value"] == pytest.approx(good_rows.rmse.median())
+    assert table.loc[("good", "pooled", "pearson"), "value"] == pytest.approx(np.corrcoef(good.y_true, good.y_pred)[0, 1])
+    assert table.loc[("good", "pooled", "pearson"), "n"] == len(good)
+    assert table.loc[("good", "per_drug_mean", "pearson"), "n"] == 4
+    assert table.loc[("mean_effects", "per_drug_mean", "normalized_pearson"), "n"] == 0
+
+
+def test_evaluate_models_min_pairs_drops_small_drugs():
+    response, splits, predictions = synthetic_evaluation()
+    trimmed = {name: frame[(frame.drug != "DRUG0") | frame.cell_line.isin(["SYNCELL00", "SYNCELL01"])]
+               for name, frame in predictions.items()}
+    per_drug, _ = evaluate_models(trimmed, "mean_effects", response, splits, lower_is_sensitive=False, min_pairs=5)
+    assert "DRUG0" not in set(per_drug.drug)
+    assert len(per_drug) == 2 * 3

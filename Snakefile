@@ -10,6 +10,7 @@ include: "workflow/rules/splits.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/latent.smk"
 
 
 rule all:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,27 +67,55 @@ def _cell_line_data(paths: Mapping) -> CellLineData:
     return CellLineData(views, tissue)
 
 
+def grid_candidates(spec: dict) -> list[dict]:
+    """Every combination of the spec's ``grid`` values over its ``params`` (one candidate without a grid)."""
+    grid = spec.get("grid") or {}
+    candidates = [dict(spec.get("params", {}))]
+    for name, values in grid.items():
+        candidates = [{**params, name: value} for params in candidates for value in values]
+    return candidates
+
+
 def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, output_dir) -> None:
+    """Fit one model on a fold. With a ``grid`` in the spec, every candidate is fitted on the training
+    pairs and the one with the best validation score is kept: the choice never sees the test fold."""
     meta = json.loads(Path(paths["meta"]).read_text())
     pairs = fold_pairs(paths, fold)
     columns = ["cell_line", "drug", "response"]
     train_pairs = pairs.loc[pairs.role == TRAIN, columns]
     validation_pairs = pairs.loc[pairs.role == VALIDATION, columns]
-    model = models.create(spec)
-    if not model.uses_validation:  # models without early stopping train on every non-test pair
+    model_class = models.resolve(spec["class"])
+    candidates = grid_candidates(spec)
+    if len(candidates) > 1 and not model_class.uses_validation:
+        raise ValueError(f"model class {spec['class']!r} does not use a validation fold, so it cannot select from a grid")
+    if not model_class.uses_validation:  # models without early stopping train on every non-test pair
         train_pairs, validation_pairs = pd.concat([train_pairs, validation_pairs]), validation_pairs.iloc[:0]
     training_cells = sorted(set(train_pairs.cell_line) | set(validation_pairs.cell_line))
-    data = TrainingData(_cell_line_data(paths).subset(training_cells), train_pairs.reset_index(drop=True),
-                        validation_pairs.reset_index(drop=True), pd.read_csv(paths["drugs"], sep="\t"),
-                        lower_is_sensitive=meta["lower_is_sensitive"], seed=seed,
-                        checkpoint_dir=Path(output_dir).parent / "checkpoint")
-    np.random.seed(seed)
-    started = time.perf_counter()
-    with threadpool_limits(threads):
-        model.fit(data)
-    log.info("fitted %s on %d pairs of %d cell lines (%d validation pairs) in %.1f s", spec["class"],
-             len(train_pairs), len(training_cells), len(validation_pairs), time.perf_counter() - started)
-    model.save(output_dir)
+    cells = _cell_line_data(paths).subset(training_cells)
+    drugs = pd.read_csv(paths["drugs"], sep="\t")
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+    best, selection = None, []
+    for index, params in enumerate(candidates):
+        data = TrainingData(cells, train_pairs.reset_index(drop=True), validation_pairs.reset_index(drop=True),
+                            drugs, lower_is_sensitive=meta["lower_is_sensitive"], seed=seed,
+                            checkpoint_dir=Path(output_dir).parent / "checkpoint" / f"candidate{index}")
+        model = models.create({"class": spec["class"], "params": params})
+        np.random.seed(seed)
+        started = time.perf_counter()
+        with threadpool_limits(threads):
+            model.fit(data)
+        seconds = time.perf_counter() - started
+        selection.append({**{k: params[k] for k in spec.get("grid") or {}},
+                          "validation_score": model.validation_score, "seconds": round(seconds, 1)})
+        log.info("fitted %s %s on %d pairs of %d cell lines (%d validation pairs) in %.1f s; validation score %s",
+                 spec["class"], selection[-1], len(train_pairs), len(training_cells), len(validation_pairs),
+                 seconds, model.validation_score)
+        if best is None or model.validation_score < best.validation_score:
+            best = model
+    best.selection = pd.DataFrame(selection)
+    best.save(output_dir)
 
 
 def predict(paths: Mapping, fold: int, spec: dict, output) -> None:
@@ -132,3 +161,15 @@ def plot_metrics(paths: Mapping, outputs: Mapping, title: str) -> None:
     per_drug_distributions(pd.read_csv(paths["per_drug"], sep="\t"), outputs["distributions"], title)
     predicted_vs_observed({name: frame for name, frame in predictions.groupby("model", sort=False)},
                           outputs["scatter"], title, meta["measure"])
+
+
+def export_latent(paths: Mapping, spec: dict, output) -> None:
+    """Latent means of every cell line of the fold (obs keeps tissue and in_training)."""
+    model = models.resolve(spec["class"]).load(paths["model"])
+    cells = _cell_line_data(paths)
+    obs = next(iter(cells.views.values())).obs[["tissue", "in_training"]].copy()
+    latent = ad.AnnData(X=np.asarray(model.encode(cells), dtype=np.float32), obs=obs)
+    latent.var_names = [f"z{i}" for i in range(latent.n_vars)]
+    log.info("encoded %d cell lines (%d held out) into %d dimensions", latent.n_obs,
+             int((~obs["in_training"]).sum()), latent.n_vars)
+    write_h5ad(output, latent)

@@ -60,3 +60,46 @@ def summary_table_html(summary: pd.DataFrame, path, title: str) -> None:
     write_text(path, f"<html><head><meta charset='utf-8'><title>{title}</title>"
                      "<style>td,th{padding:3px 8px;text-align:right}</style></head>"
                      f"<body><h3>{title}</h3>{html}</body></html>\n")
+
+
+def latent_umap(latent_path, path, seed: int, title: str) -> None:
+    """UMAP (scanpy) of latent means, coloured by tissue; held-out cell lines drawn as crosses."""
+    import anndata as ad
+    import scanpy as sc
+
+    latent = ad.read_h5ad(latent_path)
+    sc.pp.neighbors(latent, use_rep="X", n_neighbors=15, random_state=seed)
+    sc.tl.umap(latent, random_state=seed)
+    coords = latent.obsm["X_umap"]
+    tissues = sorted(latent.obs["tissue"].astype(str).unique())
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(tissues), 2)))
+    fig, ax = plt.subplots(figsize=(8.5, 6))
+    held_out = ~latent.obs["in_training"].to_numpy(bool)
+    for colour, tissue in zip(colours, tissues):
+        own = (latent.obs["tissue"].astype(str) == tissue).to_numpy()
+        ax.scatter(*coords[own & ~held_out].T, s=10, color=colour, label=tissue)
+        ax.scatter(*coords[own & held_out].T, s=22, color=colour, marker="x")
+    ax.set_xlabel("UMAP 1")
+    ax.set_ylabel("UMAP 2")
+    ax.set_title(f"{title}\n(x: held-out test cell lines, encoded after training)")
+    ax.legend(fontsize=7, markerscale=1.5, bbox_to_anchor=(1.01, 1), loc="upper left")
+    _save(fig, path)
+
+
+def training_history(model_dirs: list, path, title: str) -> None:
+    """Training loss and validation score per epoch, one line per fold."""
+    from pathlib import Path
+
+    fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for fold, directory in enumerate(model_dirs):
+        history = pd.read_csv(Path(directory) / "history.tsv", sep="\t")
+        loss_ax.plot(history.epoch, history["loss"], lw=1, label=f"fold {fold}")
+        line, = val_ax.plot(history.epoch, history.validation_score, lw=1, label=f"fold {fold}")
+        best = history.validation_score.idxmin()
+        val_ax.scatter(history.epoch[best], history.validation_score[best], color=line.get_color(), zorder=3)
+    loss_ax.set_yscale("log")
+    loss_ax.set(xlabel="epoch", ylabel="training loss (per cell line)", title="training loss")
+    val_ax.set(xlabel="epoch", ylabel="validation score (lower is better)", title="early-stopping criterion")
+    val_ax.legend(fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)

@@ -139,8 +139,14 @@ class Trainer:
     def fit(self, loss_fn, validate_fn, n_samples: int) -> pd.DataFrame:
         """Train until early stopping or ``max_epochs``; leave the best weights in the module."""
         torch.manual_seed(self.seed)
-        if self.device.type == "cpu":
-            torch.use_deterministic_algorithms(True)
+        was_deterministic = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(self.device.type == "cpu" or was_deterministic)
+        try:
+            return self._fit(loss_fn, validate_fn, n_samples)
+        finally:
+            torch.use_deterministic_algorithms(was_deterministic)
+
+    def _fit(self, loss_fn, validate_fn, n_samples: int) -> pd.DataFrame:
         self._resume()
         settings = self.settings
         with _sigterm_flag() as sigterm, tqdm(total=settings.max_epochs, initial=self.epoch, unit="epoch",
@@ -168,7 +174,7 @@ class Trainer:
                 self.history.append({"epoch": self.epoch, **totals, **val_parts, "validation_score": score,
                                      "seconds": time.perf_counter() - started})
                 bar.update(1)
-                bar.set_postfix(loss=totals.get("loss", float("nan")), val=score)
+                bar.set_postfix(loss=totals.get("loss", float("nan")), val=score, refresh=False)
                 if sigterm["received"]:
                     self.save_checkpoint()
                     raise Interrupted(f"SIGTERM at epoch {self.epoch}; checkpoint saved to {self.checkpoint_path}")

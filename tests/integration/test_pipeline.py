@@ -27,7 +27,7 @@ from drp.splits import fold_roles
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "data"
 N_FOLDS = 3
-MODELS = ["mean_effects", "elastic_net"]
+MODELS = ["mean_effects", "elastic_net", "drvae"]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -51,6 +51,9 @@ def fixture_config(index_url: str) -> dict:
                           "cnv": {"n_features": 100, "scale": True},
                           "mutation": {"n_features": 100, "scale": True}}
     config["models"]["elastic_net"]["params"]["n_alphas"] = 5
+    config["models"]["drvae"]["params"].update(latent_dim=16, encoder_hidden=[128], decoder_hidden=[128],
+                                               max_epochs=80, patience=15, progress=False)
+    config["models"]["drvae"]["grid"] = {"supervised_weight": [1.0, 4.0]}
     return config
 
 
@@ -138,9 +141,30 @@ def test_predictions_cover_every_pair_once_and_beat_chance(pipeline_run):
     assert headline.loc["mean_effects", "pearson"] > 0.2
     assert headline.loc["elastic_net", "pearson"] > 0.2
     assert headline.loc["elastic_net", "auroc"] > 0.6
+    assert headline.loc["drvae", "pearson"] > 0.2 and headline.loc["drvae", "auroc"] > 0.6
+    assert predictions.loc[predictions.model == "drvae", "p_sensitive"].between(0, 1).all()
     assert np.isnan(headline.loc["mean_effects", "normalized_pearson"])  # the baseline against itself
     per_drug = pd.read_csv(run_dir / "metrics" / "per_drug.tsv", sep="\t")
     assert per_drug.groupby("model").size().to_dict() == {m: 12 for m in MODELS}
+
+
+def test_neural_model_outputs(pipeline_run):
+    workdir, _, _ = pipeline_run
+    run_dir = workdir / "results" / "gdsc2" / "LCO"
+    splits = pd.read_csv(workdir / "results" / "gdsc2" / "splits" / "LCO.tsv", sep="\t")
+    for fold in range(N_FOLDS):
+        model_dir = run_dir / f"fold{fold}" / "drvae" / "model"
+        history = pd.read_csv(model_dir / "history.tsv", sep="\t")
+        assert {"loss", "reconstruction", "kl", "validation_score"} <= set(history.columns)
+        selection = pd.read_csv(model_dir / "selection.tsv", sep="\t")
+        assert sorted(selection.supervised_weight) == [1.0, 4.0] and selection.validation_score.notna().all()
+        assert not (model_dir.parent / "checkpoint" / "candidate0" / "checkpoint.pt").exists()  # removed when done
+        latent = ad.read_h5ad(run_dir / f"fold{fold}" / "drvae" / "latent.h5ad")
+        assert latent.n_obs == 150 and latent.n_vars == 16 and np.isfinite(latent.X).all()
+        test_cells = set(splits.cell_line[fold_roles(splits, fold) == "test"])
+        assert set(latent.obs_names[~latent.obs["in_training"]]) == test_cells
+    for figure in ("drvae_latent_umap.png", "drvae_training_history.png"):
+        assert (run_dir / "report" / figure).stat().st_size > 10_000
 
 
 def test_rerun_has_nothing_to_do(pipeline_run):

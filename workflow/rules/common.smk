@@ -4,10 +4,13 @@ from pathlib import Path
 # The shared library lives beside the rule scripts; make it importable here for config checks.
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
 from drp.config import validate_config
+from drp.models import resolve
 
 validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
 FOLDS = list(range(config["splits"]["n_folds"]))
+# Models with a latent space (an `encode` method) get their latent export, UMAP and training history.
+LATENT_MODELS = [m for m in config["run"]["models"] if hasattr(resolve(config["models"][m]["class"]), "encode")]
 
 
 wildcard_constraints:
@@ -60,4 +63,10 @@ def all_targets():
                 f"{run_dir}/report/per_drug_metrics.png",
                 f"{run_dir}/report/predicted_vs_observed.png",
             ]
+            for model in LATENT_MODELS:
+                targets += [
+                    f"{run_dir}/report/{model}_training_history.png",
+                    f"{run_dir}/report/{model}_latent_umap.png",
+                    *[f"{run_dir}/fold{fold}/{model}/latent.h5ad" for fold in FOLDS],
+                ]
     return targets

@@ -70,6 +70,8 @@ class DrugResponseModel(ABC):
     #: whether the model uses the validation pairs for early stopping or selection; if not, the
     #: training scripts hand it train + validation as its training set.
     uses_validation: bool = False
+    #: the best validation score reached in fit (lower is better); models that use validation set it
+    validation_score: float = float("nan")
 
     def __init__(self, **params):
         self.params = params
@@ -95,9 +97,10 @@ class DrugResponseModel(ABC):
         with atomic_path(directory / "arrays.npz") as tmp:
             with open(tmp, "wb") as handle:
                 np.savez_compressed(handle, **arrays)
-        history = getattr(self, "history", None)
-        if history is not None and len(history):
-            write_table(directory / "history.tsv", history)
+        for table in ("history", "selection"):  # training history, grid search record
+            frame = getattr(self, table, None)
+            if frame is not None and len(frame):
+                write_table(directory / f"{table}.tsv", frame)
         write_json(directory / "model.json", {"class": f"{type(self).__module__}:{type(self).__qualname__}",
                                               "params": self.params, "state": meta})
 

@@ -20,6 +20,7 @@ Training (early stopping, checkpoints, devices) is the shared ``drp.training.Tra
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -74,6 +75,10 @@ class DrVAEModule(nn.Module):
         # per-drug linear heads on [z1, z2 - z1]: column 0 regression, column 1 sensitivity logit
         self.head_weight = nn.Parameter(torch.zeros(n_drugs, 2 * latent_dim, 2))
         self.head_bias = nn.Parameter(torch.zeros(n_drugs, 2))
+        with torch.no_grad():
+            # The (z2 - z1) half must start non-zero: with it and U_d both zero, neither gets a gradient
+            # and the perturbation would never train (z2 - z1 = 0 while U_d = 0).
+            self.head_weight[:, latent_dim:].normal_(0.0, 1.0 / math.sqrt(latent_dim))
 
     def encode(self, x):
         hidden = self.encoder(x)
@@ -233,8 +238,12 @@ class DrVAE(DrugResponseModel):
         n_features = sum(data.cells.views[v].n_vars for v in s.views)
         self.module = DrVAEModule(n_features, len(self.drugs), s.latent_dim, list(s.encoder_hidden),
                                   list(s.decoder_hidden), s.rank, s.dropout)
-        fingerprint = json.dumps({"params": self.params, "seed": data.seed, "drugs": self.drugs,
-                                  "train_pairs": len(data.train), "cells": list(data.cells.cell_lines)})
+        fingerprint = json.dumps({  # a checkpoint resumes only the very same fit: params, seed and data
+            "params": self.params, "seed": data.seed, "drugs": self.drugs, "cells": list(data.cells.cell_lines),
+            "features": {v: list(data.cells.views[v].var_names) for v in s.views},
+            "pairs": int(pd.util.hash_pandas_object(data.train_and_validation, index=False).sum()),
+            "omics": hashlib.sha256(data.cells.matrix(list(s.views), data.cells.cell_lines).tobytes()).hexdigest(),
+        })
         trainer = Trainer(self.module, settings, data.seed, checkpoint_dir or data.checkpoint_dir, fingerprint)
         device = trainer.device
         train = self._tensors(data.cells, data.train, device)
@@ -246,6 +255,7 @@ class DrVAE(DrugResponseModel):
             return self._loss({key: value[index] for key, value in train.items()}, trainer.epoch)
 
         self.history = trainer.fit(loss_fn, lambda: self._validation_score(validation), len(train["x"]))
+        self.validation_score = trainer.best_score
         self.module = trainer.module.cpu().eval()
         self.perturbations = None  # pairs are training data, not part of the fitted state
 

@@ -1,0 +1,256 @@
+"""drp.training.Trainer with a tiny SYNTHETIC regression module: early stopping and best weights,
+determinism, batching, checkpoints (periodic, on SIGTERM, resume, fingerprint) and device choice."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from drp import training
+from drp.training import Interrupted, Trainer, TrainerSettings, resolve_device
+
+N_SAMPLES, N_FEATURES = 23, 4
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch_globals():
+    """The trainer switches on deterministic algorithms and reseeds torch: restore both for other tests."""
+    deterministic, rng = torch.are_deterministic_algorithms_enabled(), torch.get_rng_state()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_rng_state(rng)
+
+
+class SyntheticRegression:
+    """y = X w + noise (synthetic); a linear module trained on MSE with noisy inputs (uses torch's RNG)."""
+
+    def __init__(self, init_seed: int = 0):
+        generator = torch.Generator().manual_seed(123)
+        self.x = torch.randn(N_SAMPLES, N_FEATURES, generator=generator)
+        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1 * torch.randn(N_SAMPLES, generator=generator)
+        self.x_val = torch.randn(11, N_FEATURES, generator=generator)
+        self.y_val = self.x_val @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+        torch.manual_seed(init_seed)
+        self.module = torch.nn.Linear(N_FEATURES, 1)
+        self.batches: list[torch.Tensor] = []  # the index of every loss call
+        self.trainer: Trainer | None = None
+
+    def loss(self, index):
+        self.batches.append(index.clone())
+        x = self.x[index] + 0.05 * torch.randn(len(index), N_FEATURES)
+        loss = ((self.module(x).squeeze(-1) - self.y[index]) ** 2).mean()
+        return loss, {"loss": loss.item()}
+
+    def validate(self):
+        mse = ((self.module(self.x_val).squeeze(-1) - self.y_val) ** 2).mean().item()
+        return mse, {"validation_mse": mse}
+
+    def fit(self, seed: int = 0, checkpoint_dir=None, fingerprint: str = "run", **settings):
+        settings = TrainerSettings(**{"max_epochs": 10, "learning_rate": 0.05, "patience": 100, "min_epochs": 0,
+                                      "checkpoint_every": 0, "device": "cpu", "progress": False, **settings})
+        self.trainer = Trainer(self.module, settings, seed, checkpoint_dir, fingerprint)
+        return self.trainer.fit(self.loss, self.validate, N_SAMPLES)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+
+def assert_same(a: dict, b: dict):
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def differ(a: dict, b: dict) -> bool:
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+# --- early stopping and best weights ----------------------------------------------------------------
+
+def scripted_validation(run: SyntheticRegression, scores: list[float], snapshots: list):
+    """Replace the validation score by a script; keep a copy of the weights each epoch is scored with."""
+
+    def validate():
+        snapshots.append(copy.deepcopy(run.module.state_dict()))
+        score = scores[len(snapshots) - 1]
+        return score, {"validation_mse": score}
+
+    run.validate = validate
+
+
+def test_early_stopping_keeps_the_best_weights():
+    run, snapshots = SyntheticRegression(), []
+    scores = [5.0, 4.0, 3.0, 2.0, 1.0, 1.5, 2.5, 3.5] + [9.0] * 50  # best at epoch 5, then worse
+    scripted_validation(run, scores, snapshots)
+    history = run.fit(max_epochs=50, patience=3, min_epochs=0)
+    assert len(history) == 8 == len(snapshots)  # stopped 3 epochs after the best one, well before 50
+    assert history["epoch"].tolist() == list(range(1, 9))
+    assert history["validation_score"].tolist() == scores[:8]
+    assert run.trainer.best_epoch == 5
+    assert_same(run.weights(), snapshots[4])  # the best epoch's weights, not the last ones
+    assert differ(run.weights(), snapshots[-1])
+
+
+def test_min_epochs_delays_early_stopping():
+    run, snapshots = SyntheticRegression(), []
+    scripted_validation(run, [1.0] + [2.0] * 50, snapshots)
+    history = run.fit(max_epochs=50, patience=2, min_epochs=12)
+    assert len(history) == 12
+    assert_same(run.weights(), snapshots[0])
+
+
+def test_runs_to_max_epochs_while_improving():
+    run = SyntheticRegression()
+    history = run.fit(max_epochs=15, patience=3)
+    assert len(history) == 15
+    assert history["loss"].iloc[-3:].mean() < history["loss"].iloc[:3].mean()
+    assert {"epoch", "loss", "validation_mse", "validation_score", "seconds"} <= set(history.columns)
+
+
+# --- determinism ----------------------------------------------------------------------------------
+
+def test_same_seed_same_weights_other_seed_other_weights():
+    runs = {}
+    for name, seed in [("a", 7), ("b", 7), ("c", 8)]:
+        run = SyntheticRegression(init_seed=0)  # same initial weights: only the trainer's seed differs
+        run.fit(seed=seed, batch_size=5, max_epochs=6)
+        runs[name] = run
+    assert_same(runs["a"].weights(), runs["b"].weights())
+    assert all(torch.equal(x, y) for x, y in zip(runs["a"].batches, runs["b"].batches))
+    assert differ(runs["a"].weights(), runs["c"].weights())
+    assert any(not torch.equal(x, y) for x, y in zip(runs["a"].batches, runs["c"].batches))
+
+
+# --- batching -------------------------------------------------------------------------------------
+
+def test_full_batch_by_default():
+    run = SyntheticRegression()
+    run.fit(max_epochs=3, batch_size=None)
+    assert len(run.batches) == 3  # one loss call per epoch
+    for index in run.batches:
+        assert sorted(index.tolist()) == list(range(N_SAMPLES))
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 23, 40])
+def test_minibatches_partition_the_samples(batch_size):
+    run = SyntheticRegression()
+    run.fit(max_epochs=2, batch_size=batch_size)
+    per_epoch = math.ceil(N_SAMPLES / batch_size)
+    assert len(run.batches) == 2 * per_epoch
+    for epoch in range(2):
+        batches = run.batches[epoch * per_epoch:(epoch + 1) * per_epoch]
+        assert [len(b) for b in batches[:-1]] == [batch_size] * (per_epoch - 1)
+        assert sorted(torch.cat(batches).tolist()) == list(range(N_SAMPLES))  # each sample once per epoch
+    if batch_size < N_SAMPLES:  # reshuffled every epoch
+        assert not torch.equal(torch.cat(run.batches[:per_epoch]), torch.cat(run.batches[per_epoch:]))
+
+
+# --- checkpoints ----------------------------------------------------------------------------------
+
+def watch_checkpoints(run: SyntheticRegression, path, sigterm_in_epoch: int | None = None):
+    """At each loss call record which epoch the checkpoint on disk holds (None: no file); optionally send
+    SIGTERM to this process during epoch ``sigterm_in_epoch`` (1-based)."""
+    seen, original, default = [], run.loss, signal.getsignal(signal.SIGTERM)
+
+    def loss(index):
+        epoch = run.trainer.epoch  # epochs completed so far
+        seen.append(torch.load(path, weights_only=False)["epoch"] if path.exists() else None)
+        if sigterm_in_epoch is not None and epoch == sigterm_in_epoch - 1 and not getattr(loss, "sent", False):
+            handler = signal.getsignal(signal.SIGTERM)
+            assert callable(handler) and handler is not default, "the trainer did not install its SIGTERM handler"
+            loss.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(index)
+
+    run.loss = loss
+    return seen
+
+
+def test_checkpoint_every_n_epochs_then_deleted(tmp_path):
+    run = SyntheticRegression()
+    seen = watch_checkpoints(run, tmp_path / "checkpoint.pt")
+    run.fit(checkpoint_dir=tmp_path, checkpoint_every=3, max_epochs=10)
+    # the checkpoint on disk at the start of epochs 1..10: written after epochs 3, 6 and 9
+    assert seen == [None, None, None, 3, 3, 3, 6, 6, 6, 9]
+    assert not (tmp_path / "checkpoint.pt").exists()  # a finished run leaves none behind
+    assert not list(tmp_path.iterdir())
+
+
+def test_no_checkpoint_folder_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = SyntheticRegression()
+    run.fit(checkpoint_dir=None, checkpoint_every=1, max_epochs=3)
+    assert not list(tmp_path.iterdir())
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_matches_uninterrupted(tmp_path):
+    settings = dict(max_epochs=10, batch_size=5, checkpoint_every=4)
+    reference = SyntheticRegression()
+    reference_history = reference.fit(seed=3, **settings)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    interrupted = SyntheticRegression()
+    watch_checkpoints(interrupted, tmp_path / "checkpoint.pt", sigterm_in_epoch=6)
+    with pytest.raises(Interrupted):
+        interrupted.fit(seed=3, checkpoint_dir=tmp_path, **settings)
+    assert signal.getsignal(signal.SIGTERM) is previous  # the handler is restored
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert saved["epoch"] == 6 and len(saved["history"]) == 6  # finished the epoch, then saved
+
+    resumed = SyntheticRegression(init_seed=99)  # other initial weights: all state comes from the checkpoint
+    history = resumed.fit(seed=3, checkpoint_dir=tmp_path, **settings)
+    assert len(resumed.batches) == 4 * math.ceil(N_SAMPLES / 5)  # epochs 7..10 only
+    assert history["epoch"].tolist() == list(range(1, 11))
+    assert_same(resumed.weights(), reference.weights())
+    assert history.drop(columns="seconds").equals(reference_history.drop(columns="seconds"))
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("change", [{"fingerprint": "another run"}, {"learning_rate": 0.01}, {"max_epochs": 12}])
+def test_checkpoint_of_another_run_is_ignored(tmp_path, change):
+    settings = dict(max_epochs=10, checkpoint_every=1)
+    interrupted = SyntheticRegression()
+    watch_checkpoints(interrupted, tmp_path / "checkpoint.pt", sigterm_in_epoch=4)
+    with pytest.raises(Interrupted):
+        interrupted.fit(seed=3, checkpoint_dir=tmp_path, fingerprint="run", **settings)
+    assert (tmp_path / "checkpoint.pt").exists()
+
+    arguments = {"seed": 3, "fingerprint": "run", **settings, **change}
+    fresh, restarted = SyntheticRegression(), SyntheticRegression()
+    fresh.fit(**arguments)  # no checkpoint folder: the reference for "started afresh"
+    history = restarted.fit(checkpoint_dir=tmp_path, **arguments)
+    epochs = arguments["max_epochs"]
+    assert len(restarted.batches) == epochs and history["epoch"].tolist() == list(range(1, epochs + 1))
+    assert_same(restarted.weights(), fresh.weights())
+
+
+# --- devices --------------------------------------------------------------------------------------
+
+def test_resolve_device(monkeypatch):
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+
+
+def test_cpu_training_is_not_autocast():
+    run = SyntheticRegression()
+    dtypes = []
+    original = run.loss
+
+    def loss(index):
+        result = original(index)
+        dtypes.append(result[0].dtype)
+        return result
+
+    run.loss = loss
+    run.fit(max_epochs=2, mixed_precision=True)
+    assert run.trainer.device == torch.device("cpu")
+    assert dtypes == [torch.float32, torch.float32]
+    assert training.resolve_device(run.trainer.settings.device).type == "cpu"

@@ -8,7 +8,7 @@ from drp.pipeline import split_dataset  # noqa: E402
 
 split_dataset(
     snakemake.input.response,  # noqa: F821
-    snakemake.input.meta,  # noqa: F821
+    snakemake.input.cell_lines,  # noqa: F821
     snakemake.output[0],  # noqa: F821
     mode=snakemake.wildcards.mode,  # noqa: F821
     n_folds=snakemake.params.n_folds,  # noqa: F821

@@ -100,8 +100,9 @@ class Dataset:
         return json.loads((Path(directory) / "dataset.json").read_text())
 
     @staticmethod
-    def read_cell_lines(directory: str | Path) -> pd.DataFrame:
-        table = pd.read_csv(Path(directory) / "cell_lines.tsv", sep="\t", keep_default_na=False, dtype=str)
+    def read_cell_lines(path: str | Path) -> pd.DataFrame:
+        """The cell-line annotations (``cell_lines.tsv``), indexed by cell line."""
+        table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
         return table.set_index("cell_line")
 
     @classmethod

@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 FEATURES_PREFIX = "features_"
 
 
-def split_dataset(response_path, meta_path, output, mode: str, n_folds: int, seed: int) -> None:
+def split_dataset(response_path, cell_lines_path, output, mode: str, n_folds: int, seed: int) -> None:
     response = pd.read_parquet(response_path)
-    tissue = Dataset.read_cell_lines(Path(meta_path).parent)["tissue"]
+    tissue = Dataset.read_cell_lines(cell_lines_path)["tissue"]
     splits = make_splits(response, tissue, mode, n_folds, seed)
     log.info("%s: %d pairs in %d folds of sizes %s", mode, len(splits), n_folds,
              splits.groupby("fold").size().tolist())
@@ -47,6 +47,42 @@ def preprocess_view(view_path, splits_path, fold: int, settings: dict, output) -
     log.info("%s: kept %d of %d features, fitted on %d training cell lines", Path(view_path).stem,
              processed.n_vars, view.n_vars, len(train_cells))
     write_h5ad(output, processed)
+
+
+def build_perturbations(paths: Mapping, settings: dict, output) -> None:
+    """LINCS (control, treated) pairs for the data set's cell lines and drugs: X = treated, layers["control"]."""
+    from .lincs import build_perturbation_pairs
+
+    cell_lines = pd.read_csv(paths["cell_lines"], sep="\t", dtype=str)["cell_line"]
+    drugs = pd.read_csv(paths["drugs"], sep="\t", dtype=str)["drug"]
+    control, treated, _ = build_perturbation_pairs(paths["gctx"], paths["sig_info"], paths["gene_info"], cell_lines,
+                                                   drugs, pert_time=settings.get("pert_time", 6),
+                                                   control_type=settings.get("control_type", "ctl_vehicle"))
+    treated.layers["control"] = control.X
+    write_h5ad(output, treated)
+
+
+def perturbation_arrays(path, expression: ad.AnnData, cell_lines) -> dict:
+    """Pairs of ``cell_lines`` only, on the fold's expression features (in their order).
+
+    Features that the perturbation profiles lack are set to 0, the training mean after scaling.
+    LINCS level-5 values are z-scores against the plate population, the fold's features z-scores
+    against training cell lines: both are per-gene standardized, not the same assay.
+    """
+    pairs = ad.read_h5ad(path)
+    pairs = pairs[pairs.obs["cell_line"].isin(set(cell_lines))]
+    shared = expression.var_names.intersection(pairs.var_names)
+    if len(shared) == 0:
+        raise ValueError(f"{path}: no gene in common with the expression features (e.g. {list(expression.var_names[:3])})")
+    columns = expression.var_names.get_indexer(shared)
+    arrays = {}
+    for key, matrix in (("x1", pairs[:, shared].layers["control"]), ("x2", pairs[:, shared].X)):
+        full = np.zeros((pairs.n_obs, expression.n_vars), dtype=np.float32)
+        full[:, columns] = np.asarray(matrix)
+        arrays[key] = full
+    log.info("perturbation pairs: %d of training cell lines, %d of %d features measured", pairs.n_obs,
+             len(shared), expression.n_vars)
+    return {**arrays, "drug": pairs.obs["drug"].astype(str).tolist()}
 
 
 def fold_pairs(paths: Mapping, fold: int) -> pd.DataFrame:
@@ -96,11 +132,16 @@ def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, output
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
 
+    perturbations = None
+    if "perturbations" in paths:  # pairs of training cell lines only: never validation or test ones
+        perturbations = perturbation_arrays(paths["perturbations"], cells.views["expression"], train_pairs.cell_line)
+
     best, selection = None, []
     for index, params in enumerate(candidates):
         data = TrainingData(cells, train_pairs.reset_index(drop=True), validation_pairs.reset_index(drop=True),
                             drugs, lower_is_sensitive=meta["lower_is_sensitive"], seed=seed,
-                            checkpoint_dir=Path(output_dir).parent / "checkpoint" / f"candidate{index}")
+                            checkpoint_dir=Path(output_dir).parent / "checkpoint" / f"candidate{index}",
+                            perturbations=perturbations)
         model = models.create({"class": spec["class"], "params": params})
         np.random.seed(seed)
         started = time.perf_counter()

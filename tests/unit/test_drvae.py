@@ -477,3 +477,22 @@ def test_x2_is_reconstructed_from_its_own_encoding(fold):
     np.testing.assert_allclose(parts["pair_reconstruction"], expected.item(), rtol=1e-5)
     loss.backward()
     assert mean2.grad.abs().sum() > 0  # the reconstruction term depends on x2's encoding
+
+
+# --- the optional M2-style hierarchy ------------------------------------------------------------------
+
+def test_hierarchy_option_trains_and_round_trips(fold, tmp_path):
+    model = DrVAE(**{**SMALL, "max_epochs": 25, "hierarchy": True})
+    model.fit(fold.training_data(seed=0))
+    history = model.history
+    assert np.isfinite(history["loss"]).all() and history["loss"].iloc[-5:].mean() < history["loss"].iloc[:5].mean()
+    # q(z3|z1,y) and p(z1|z3,y) get gradients through the KL: they moved from their initialisation
+    torch.manual_seed(0)
+    fresh = DrVAEModule(N_FEATURES, len(model.drugs), 16, [32], [32], 2, 0.0, hierarchy=True)
+    assert not torch.equal(fresh.z1_prior[1].weight, model.module.z1_prior[1].weight)
+    assert per_drug_pearson(model, fold).mean() > 0.1
+    model.save(tmp_path / "m")
+    again = DrVAE.load(tmp_path / "m")
+    cells = fold.test_cell_data()
+    np.testing.assert_array_equal(model.predict(fold.test[["cell_line", "drug"]], cells).y_pred,
+                                  again.predict(fold.test[["cell_line", "drug"]], cells).y_pred)

@@ -34,6 +34,13 @@ def fold_features(wildcards):
     }
 
 
+def perturbation_input(wildcards):
+    """The data set's (control, treated) expression pairs, for data sets that configure them."""
+    if "perturbations" in config["datasets"][wildcards.dataset]:
+        return {"perturbations": f"results/{wildcards.dataset}/data/perturbations.h5ad"}
+    return {}
+
+
 def model_spec(wildcards):
     return config["models"][wildcards.model]
 

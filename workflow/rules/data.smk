@@ -46,3 +46,31 @@ for _dataset, _spec in config["datasets"].items():
             "../../envs/data.yaml"
         script:
             "../../scripts/build_dataset.py"
+
+
+# Optional drug-perturbation pairs (LINCS L1000) for data sets that name them.
+for _dataset, _spec in config["datasets"].items():
+    if "perturbations" not in _spec:
+        continue
+
+    rule:
+        name:
+            f"build_perturbations_{_dataset}"
+        input:
+            gctx=_spec["perturbations"]["gctx"],
+            sig_info=_spec["perturbations"]["sig_info"],
+            gene_info=_spec["perturbations"]["gene_info"],
+            cell_lines=f"results/{_dataset}/data/cell_lines.tsv",
+            drugs=f"results/{_dataset}/data/drugs.tsv",
+        output:
+            f"results/{_dataset}/data/perturbations.h5ad",
+        params:
+            settings=_spec["perturbations"],
+        log:
+            f"logs/{_dataset}/build_perturbations.log",
+        benchmark:
+            f"benchmarks/{_dataset}/build_perturbations.tsv"
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../../scripts/build_perturbations.py"

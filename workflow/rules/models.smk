@@ -2,6 +2,7 @@
 rule train:
     input:
         unpack(fold_features),
+        unpack(perturbation_input),
         meta="results/{dataset}/data/dataset.json",
         response="results/{dataset}/data/response.parquet",
         drugs="results/{dataset}/data/drugs.tsv",

@@ -1,6 +1,5 @@
 rule make_splits:
     input:
-        meta="results/{dataset}/data/dataset.json",
         response="results/{dataset}/data/response.parquet",
         cell_lines="results/{dataset}/data/cell_lines.tsv",
     output:

@@ -15,6 +15,8 @@ After Rampasek et al. (2019), rebuilt as one multi-drug model (../shared/docs/mo
   log p(x2 | z2'), z2' ~ p(z2|z1, d), and KL(q(z2|x2) || p(z2|z1, d)) are added; x2 is reconstructed from
   q(z2|x2) (the original code sampled q(z1|x1) there, a bug not repeated here).
 - KL: per-dimension free bits plus a linear warm-up (free bits on the summed KL kill its gradient).
+- Optionally (``hierarchy: true``) Dr.VAE's M2-style hierarchy q(z3|z1,y), p(z1|z3,y) replaces the N(0, I)
+  prior of z1, with y the vector of sensitivity labels over drugs (see ``_hierarchy_kl``).
 Training (early stopping, checkpoints, devices) is the shared ``drp.training.Trainer``.
 """
 
@@ -58,9 +60,13 @@ def gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
 
 class DrVAEModule(nn.Module):
     def __init__(self, n_features: int, n_drugs: int, latent_dim: int, encoder_hidden: list[int],
-                 decoder_hidden: list[int], rank: int, dropout: float):
+                 decoder_hidden: list[int], rank: int, dropout: float, hierarchy: bool = False):
         super().__init__()
         self.latent_dim = latent_dim
+        self.hierarchy = hierarchy
+        if hierarchy:  # Dr.VAE's M2-style q(z3|z1,y) and p(z1|z3,y), one 200-unit layer each
+            self.z3_posterior = nn.Sequential(mlp([latent_dim + n_drugs, 200]), nn.Linear(200, 2 * latent_dim))
+            self.z1_prior = nn.Sequential(mlp([latent_dim + n_drugs, 200]), nn.Linear(200, 2 * latent_dim))
         self.encoder = mlp([n_features, *encoder_hidden], dropout)
         self.encoder_mean = nn.Linear(encoder_hidden[-1], latent_dim)
         self.encoder_logvar = nn.Linear(encoder_hidden[-1], latent_dim)
@@ -116,6 +122,7 @@ class DrVAESettings:
     decoder_hidden: tuple[int, ...] = (512,)
     rank: int = 8
     dropout: float = 0.0
+    hierarchy: bool = False  # the M2-style q(z3|z1,y), p(z1|z3,y) of Dr.VAE
     supervised_weight: float = 1.0  # gamma in Dr.VAE's objective
     classifier_weight: float = 1.0
     perturbation_weight: float = 0.05  # weight of log p(x2 | z2') as in the original
@@ -179,9 +186,13 @@ class DrVAE(DrugResponseModel):
         mean, logvar = module.encode(x_noisy)
         z1 = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         reconstruction = gaussian_nll(x, *module.decode(z1)).sum()
-        kl_per_dim = gaussian_kl(mean, logvar, torch.zeros_like(mean), torch.zeros_like(logvar)).mean(0)
+        grid_out = module.heads(z1, module.perturbation(z1))
+        if module.hierarchy:
+            kl_per_dim = self._hierarchy_kl(mean, logvar, z1, grid_out, batch)
+        else:
+            kl_per_dim = gaussian_kl(mean, logvar, torch.zeros_like(mean), torch.zeros_like(logvar)).mean(0)
         kl = torch.clamp(kl_per_dim, min=s.free_bits).sum() * len(x)
-        regression, classification = self._supervised(module.heads(z1, module.perturbation(z1)), batch)
+        regression, classification = self._supervised(grid_out, batch)
         beta = min(1.0, (epoch + 1) / max(1, s.warmup_epochs))
         n = len(x)
         loss = (reconstruction + beta * kl + s.supervised_weight * (regression + s.classifier_weight * classification)) / n
@@ -194,6 +205,21 @@ class DrVAE(DrugResponseModel):
             parts.update(pert_parts)
         parts["loss"] = loss.item()
         return loss, parts
+
+    def _hierarchy_kl(self, mean, logvar, z1, grid_out, batch):
+        """KL(q(z1|x) || p(z1|z3,y)) + KL(q(z3|z1,y) || N(0, I)) per latent dimension.
+
+        y is the cell line's vector of sensitivity labels over drugs: observed labels where the pair was
+        screened, the classifier's probability q(y|z1, z2) elsewhere (the multi-drug analogue of Dr.VAE's
+        expectation over y for unlabelled examples)."""
+        module = self.module
+        labels = torch.where(batch["m"], batch["s"], torch.sigmoid(grid_out[..., 1]).to(batch["s"].dtype))
+        mean3, logvar3 = module.z3_posterior(torch.cat([z1, labels], -1)).chunk(2, -1)
+        z3 = mean3 + torch.exp(0.5 * logvar3) * torch.randn_like(mean3)
+        prior_mean, prior_logvar = module.z1_prior(torch.cat([z3, labels], -1)).chunk(2, -1)
+        kl_z1 = gaussian_kl(mean, logvar, prior_mean, prior_logvar)
+        kl_z3 = gaussian_kl(mean3, logvar3, torch.zeros_like(mean3), torch.zeros_like(logvar3))
+        return (kl_z1 + kl_z3).mean(0)
 
     def _perturbation_loss(self, beta: float):
         """Terms for (control x1, treated x2, drug d) pairs; x2 is reconstructed from q(z2|x2)."""
@@ -237,7 +263,7 @@ class DrVAE(DrugResponseModel):
                                    checkpoint_every=s.checkpoint_every, device=s.device, progress=s.progress)
         n_features = sum(data.cells.views[v].n_vars for v in s.views)
         self.module = DrVAEModule(n_features, len(self.drugs), s.latent_dim, list(s.encoder_hidden),
-                                  list(s.decoder_hidden), s.rank, s.dropout)
+                                  list(s.decoder_hidden), s.rank, s.dropout, s.hierarchy)
         fingerprint = json.dumps({  # a checkpoint resumes only the very same fit: params, seed and data
             "params": self.params, "seed": data.seed, "drugs": self.drugs, "cells": list(data.cells.cell_lines),
             "features": {v: list(data.cells.views[v].var_names) for v in s.views},
@@ -260,6 +286,10 @@ class DrVAE(DrugResponseModel):
         self.perturbations = None  # pairs are training data, not part of the fitted state
 
     def _perturbation_tensors(self, pairs: dict, device):
+        n_features = self.module.decoder_mean.out_features
+        if np.shape(pairs["x1"])[1] != n_features:
+            raise ValueError(f"perturbation pairs have {np.shape(pairs['x1'])[1]} features but the model encodes "
+                             f"{n_features} (views {list(self.settings.views)}); use views: [expression] with them")
         drug_index = pd.Index(self.drugs).get_indexer(pairs["drug"])
         keep = drug_index >= 0
         as_tensor = lambda a: torch.as_tensor(np.asarray(a)[keep], dtype=torch.float32, device=device)  # noqa: E731
@@ -297,7 +327,7 @@ class DrVAE(DrugResponseModel):
         s = self.settings
         self.drugs, self.lower_is_sensitive = meta["drugs"], meta["lower_is_sensitive"]
         self.module = DrVAEModule(meta["n_features"], len(self.drugs), s.latent_dim, list(s.encoder_hidden),
-                                  list(s.decoder_hidden), s.rank, s.dropout)
+                                  list(s.decoder_hidden), s.rank, s.dropout, s.hierarchy)
         self.module.load_state_dict({k.removeprefix("module."): torch.from_numpy(v)
                                      for k, v in arrays.items() if k.startswith("module.")})
         self.module.eval()

@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 
-from .dataset import Dataset
 from .splits import TEST, fold_roles
 
 
@@ -53,12 +52,3 @@ def fit_transform_view(view: ad.AnnData, train_cells: pd.Index, n_features: int 
     )
     out.obs["in_training"] = out.obs_names.isin(train_cells)
     return out
-
-
-def preprocess_fold(dataset: Dataset, splits: pd.DataFrame, test_fold: int, settings: dict) -> dict[str, ad.AnnData]:
-    """Fit and apply the preprocessing of every view for one outer fold."""
-    train_cells = training_cell_lines(splits, test_fold)
-    return {
-        name: fit_transform_view(view, train_cells, **settings.get(name, {}))
-        for name, view in dataset.views.items()
-    }

@@ -38,15 +38,17 @@ def split_dataset(response_path, cell_lines_path, output, mode: str, n_folds: in
     write_table(output, splits)
 
 
-def preprocess_view(view_path, splits_path, fold: int, settings: dict, output) -> None:
+def preprocess_views(view_paths: Mapping, splits_path, fold: int, settings: Mapping, outputs: Mapping) -> None:
+    """Fit and apply each view's preprocessing (``settings[view]``) on the fold's training cell lines."""
     from .features import fit_transform_view, training_cell_lines  # scanpy is only needed here
 
-    view = ad.read_h5ad(view_path)
     train_cells = training_cell_lines(pd.read_csv(splits_path, sep="\t"), fold)
-    processed = fit_transform_view(view, train_cells, **settings)
-    log.info("%s: kept %d of %d features, fitted on %d training cell lines", Path(view_path).stem,
-             processed.n_vars, view.n_vars, len(train_cells))
-    write_h5ad(output, processed)
+    for name, path in view_paths.items():
+        view = ad.read_h5ad(path)
+        processed = fit_transform_view(view, train_cells, **settings.get(name, {}))
+        log.info("%s: kept %d of %d features, fitted on %d training cell lines", name, processed.n_vars,
+                 view.n_vars, len(train_cells))
+        write_h5ad(outputs[name], processed)
 
 
 def build_perturbations(paths: Mapping, settings: dict, output) -> None:

@@ -27,7 +27,7 @@ from drp.splits import fold_roles
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "data"
 N_FOLDS = 3
-MODELS = ["mean_effects", "elastic_net", "drvae"]
+MODELS = ["mean_effects", "elastic_net", "drvae", "moicvae"]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -54,6 +54,8 @@ def fixture_config(index_url: str) -> dict:
     config["models"]["drvae"]["params"].update(latent_dim=16, encoder_hidden=[128], decoder_hidden=[128],
                                                max_epochs=80, patience=15, progress=False)
     config["models"]["drvae"]["grid"] = {"supervised_weight": [1.0, 4.0]}
+    config["models"]["moicvae"]["params"].update(latent_dim=16, hidden=[64], drug_hidden=[32], max_epochs=80,
+                                                 patience=15, progress=False)
     return config
 
 
@@ -142,7 +144,9 @@ def test_predictions_cover_every_pair_once_and_beat_chance(pipeline_run):
     assert headline.loc["elastic_net", "pearson"] > 0.2
     assert headline.loc["elastic_net", "auroc"] > 0.6
     assert headline.loc["drvae", "pearson"] > 0.2 and headline.loc["drvae", "auroc"] > 0.6
-    assert predictions.loc[predictions.model == "drvae", "p_sensitive"].between(0, 1).all()
+    assert headline.loc["moicvae", "pearson"] > 0.15 and headline.loc["moicvae", "auroc"] > 0.55
+    for model in ("drvae", "moicvae"):
+        assert predictions.loc[predictions.model == model, "p_sensitive"].between(0, 1).all()
     assert np.isnan(headline.loc["mean_effects", "normalized_pearson"])  # the baseline against itself
     per_drug = pd.read_csv(run_dir / "metrics" / "per_drug.tsv", sep="\t")
     assert per_drug.groupby("model").size().to_dict() == {m: 12 for m in MODELS}

@@ -1,17 +1,22 @@
-# One job per view and fold: feature selection and scaling fitted on the fold's training cell lines.
-rule features:
-    input:
-        view="results/{dataset}/data/{view}.h5ad",
-        splits="results/{dataset}/splits/{mode}.tsv",
-    output:
-        "results/{dataset}/{mode}/fold{fold}/features/{view}.h5ad",
-    params:
-        settings=lambda wildcards: config["features"].get(wildcards.view, {}),
-    log:
-        "logs/{dataset}/{mode}/fold{fold}/features_{view}.log",
-    benchmark:
-        "benchmarks/{dataset}/{mode}/fold{fold}/features_{view}.tsv"
-    conda:
-        "../../envs/data.yaml"
-    script:
-        "../../scripts/features.py"
+# One job per data set and fold (a single start-up for all views): feature selection and scaling of every
+# view, fitted on the fold's training cell lines. Generated per data set because its views come from config.
+for _dataset, _spec in config["datasets"].items():
+
+    rule:
+        name:
+            f"features_{_dataset}"
+        input:
+            **{view: f"results/{_dataset}/data/{view}.h5ad" for view in _spec["views"]},
+            splits=f"results/{_dataset}/splits/{{mode}}.tsv",
+        output:
+            **{view: f"results/{_dataset}/{{mode}}/fold{{fold}}/features/{view}.h5ad" for view in _spec["views"]},
+        params:
+            settings={view: config["features"].get(view, {}) for view in _spec["views"]},
+        log:
+            f"logs/{_dataset}/{{mode}}/fold{{fold}}/features.log",
+        benchmark:
+            f"benchmarks/{_dataset}/{{mode}}/fold{{fold}}/features.tsv"
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../../scripts/features.py"

@@ -10,6 +10,7 @@ REGISTRY = {
     "mean_effects": "drp.models.mean_effects:MeanEffects",
     "elastic_net": "drp.models.elastic_net:ElasticNetPerDrug",
     "drvae": "drp.models.drvae:DrVAE",
+    "moicvae": "drp.models.moicvae:MOICVAE",
 }
 
 

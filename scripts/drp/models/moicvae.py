@@ -1,0 +1,324 @@
+"""MOICVAE-style model: a tissue-conditioned multi-omics VAE joined to a masked drug-response VAE.
+
+After Wang et al. (2023) (../shared/docs/models.md), with the original's leakage and masking fixed:
+- One encoder per omics view, each with a likelihood that fits its data: Gaussian for expression,
+  categorical over {-1, 0, 1} for copy-number calls, Bernoulli for mutations. The encoders are fused by a
+  product of Gaussian experts (with the N(0, I) prior as one more expert): a cell line that lacks a view
+  (a row of NaN) simply has one expert fewer, which concatenation could not handle.
+- Conditional on tissue: a one-hot of the training tissues (plus an "unknown" slot, used for tissues not
+  seen in training) is an input of every encoder and decoder.
+- The collective part: a VAE over the drugs, whose input is a drug's row of the training response matrix
+  as two channels, value and mask. A held-out or unscreened entry has mask 0 and value 0, so it is never
+  confused with a measured "resistant" value, and it gets no gradient (tested). A drug's latent w_d and a
+  cell line's latent z_c meet in the response decoder, which outputs a standardized response and a
+  sensitivity logit. A new cell line (cell-blind) is a fully masked column: it is predicted from its omics
+  alone through z_c.
+- Scalers (per-drug mean and std) and thresholds (per-drug median) come from training pairs only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..training import Trainer, TrainerSettings
+from .base import CellLineData, DrugResponseModel, TrainingData
+from .drvae import gaussian_kl, gaussian_nll, mlp
+
+LIKELIHOODS = {"expression": "gaussian", "cnv": "categorical", "mutation": "bernoulli"}
+UNKNOWN_TISSUE_SLOT = "__unknown__"
+
+
+def product_of_experts(means, logvars, present):
+    """Precision-weighted fusion of the views' Gaussians and the N(0, I) prior; absent views drop out.
+
+    means, logvars: (views, cells, latent); present: (views, cells) bool."""
+    precision = torch.exp(-logvars) * present.unsqueeze(-1)
+    total_precision = 1.0 + precision.sum(0)  # the prior expert has precision 1 and mean 0
+    mean = (means * precision).sum(0) / total_precision
+    return mean, -torch.log(total_precision)
+
+
+class MOICVAEModule(nn.Module):
+    def __init__(self, view_sizes: dict[str, int], n_tissues: int, n_drugs: int, n_train_cells: int,
+                 latent_dim: int, hidden: list[int], drug_latent_dim: int, drug_hidden: list[int],
+                 dropout: float):
+        super().__init__()
+        self.views = list(view_sizes)
+        self.encoders = nn.ModuleDict({v: nn.Sequential(mlp([n + n_tissues, *hidden], dropout),
+                                                        nn.Linear(hidden[-1], 2 * latent_dim))
+                                       for v, n in view_sizes.items()})
+        outputs = {v: n * (3 if LIKELIHOODS[v] == "categorical" else 2 if LIKELIHOODS[v] == "gaussian" else 1)
+                   for v, n in view_sizes.items()}
+        self.decoders = nn.ModuleDict({v: nn.Sequential(mlp([latent_dim + n_tissues, *hidden[::-1]]),
+                                                        nn.Linear(hidden[0], outputs[v]))
+                                       for v in view_sizes})
+        # drug VAE over the training response matrix: value and mask channels of every training cell line
+        self.drug_encoder = nn.Sequential(mlp([2 * n_train_cells, *drug_hidden], dropout),
+                                          nn.Linear(drug_hidden[-1], 2 * drug_latent_dim))
+        # Response decoder: bilinear in the cell side [z, tissue] and the drug latent w (each drug's latent
+        # spans a linear head over the cell side). It sees the tissue because the conditional VAE keeps
+        # tissue out of z on purpose.
+        self.response = nn.Parameter(torch.randn(latent_dim + n_tissues, drug_latent_dim, 2)
+                                     / math.sqrt((latent_dim + n_tissues) * drug_latent_dim))
+        self.drug_bias = nn.Parameter(torch.zeros(n_drugs, 2))
+
+    def encode(self, views: dict[str, torch.Tensor], tissue: torch.Tensor):
+        means, logvars, present = [], [], []
+        for name in self.views:
+            x = views[name]
+            observed = ~torch.isnan(x).any(-1)
+            out = self.encoders[name](torch.cat([torch.nan_to_num(x), tissue], -1))
+            mean, logvar = out.chunk(2, -1)
+            means.append(mean)
+            logvars.append(logvar.clamp(-8.0, 8.0))
+            present.append(observed)
+        return product_of_experts(torch.stack(means), torch.stack(logvars), torch.stack(present))
+
+    def reconstruction_nll(self, z, tissue, views: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]):
+        """Negative log-likelihood of every observed view, summed over features: (cells,)."""
+        total = torch.zeros(len(z), device=z.device)
+        decoder_input = torch.cat([z, tissue], -1)
+        for name in self.views:
+            out = self.decoders[name](decoder_input)
+            observed = ~torch.isnan(views[name]).any(-1)
+            kind = LIKELIHOODS[name]
+            if kind == "gaussian":
+                mean, logvar = out.chunk(2, -1)
+                nll = gaussian_nll(torch.nan_to_num(views[name]), mean, logvar.clamp(-8.0, 8.0))
+            elif kind == "categorical":
+                logits = out.view(len(z), -1, 3)
+                nll = F.cross_entropy(logits.transpose(1, 2), targets[name], reduction="none").sum(-1)
+            else:
+                nll = F.binary_cross_entropy_with_logits(out, targets[name], reduction="none").sum(-1)
+            total = total + nll * observed
+        return total
+
+    def encode_drugs(self, values, mask):
+        mean, logvar = self.drug_encoder(torch.cat([values * mask, mask], -1)).chunk(2, -1)
+        return mean, logvar.clamp(-8.0, 8.0)
+
+    def predict_grid(self, z, tissue, w):
+        """Standardized response and sensitivity logit for every (cell, drug): (cells, drugs, 2)."""
+        heads = torch.einsum("ijk,dj->dik", self.response, w)  # a linear head per drug
+        return torch.einsum("bi,dik->bdk", torch.cat([z, tissue], -1), heads) + self.drug_bias
+
+
+@dataclass
+class MOICVAESettings:
+    views: tuple[str, ...] = ("expression", "cnv", "mutation")
+    latent_dim: int = 32
+    hidden: tuple[int, ...] = (256,)
+    drug_latent_dim: int = 16
+    drug_hidden: tuple[int, ...] = (128,)
+    dropout: float = 0.1
+    supervised_weight: float = 1.0
+    classifier_weight: float = 1.0
+    free_bits: float = 0.05
+    warmup_epochs: int = 20
+    max_epochs: int = 300
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int | None = None
+    patience: int = 30
+    checkpoint_every: int = 25
+    device: str = "auto"
+    progress: bool = True
+
+
+class MOICVAE(DrugResponseModel):
+    uses_validation = True
+
+    def __init__(self, **params):
+        self.settings = MOICVAESettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        super().__init__(**params)
+        self.module: MOICVAEModule | None = None
+        self.drugs: list[str] = []
+        self.tissues: list[str] = []
+        self.response_mean = self.response_std = self.threshold = np.zeros(0)
+        self.drug_latent = np.zeros((0, 0), dtype=np.float32)
+        self.raw_scale: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.history = pd.DataFrame()
+
+    # -- inputs ---------------------------------------------------------------------------------------
+    def _tissue_onehot(self, tissue: pd.Series) -> np.ndarray:
+        slots = pd.Index(self.tissues).get_indexer(tissue.astype(str))
+        onehot = np.zeros((len(tissue), len(self.tissues)), dtype=np.float32)
+        onehot[np.arange(len(tissue)), np.where(slots >= 0, slots, len(self.tissues) - 1)] = 1.0
+        return onehot
+
+    def _cell_tensors(self, cells: CellLineData, cell_index: pd.Index, device) -> dict:
+        """Scaled views as encoder inputs, and the raw calls (undoing the fold's scaling) as targets."""
+        views, targets = {}, {}
+        for name in self.settings.views:
+            view = cells.views[name]
+            x = np.full((len(cell_index), view.n_vars), np.nan, dtype=np.float32)
+            present = cell_index.isin(view.obs_names)
+            x[present] = np.asarray(view[cell_index[present]].X)
+            views[name] = torch.as_tensor(x, device=device)
+            if LIKELIHOODS[name] != "gaussian":
+                mean, std = self.raw_scale[name]
+                raw = np.rint(np.nan_to_num(x) * std + mean)
+                if LIKELIHOODS[name] == "categorical":
+                    targets[name] = torch.as_tensor(np.clip(raw, -1, 1) + 1, dtype=torch.long, device=device)
+                else:
+                    targets[name] = torch.as_tensor(np.clip(raw, 0, 1), dtype=torch.float32, device=device)
+        tissue = torch.as_tensor(self._tissue_onehot(cells.tissue.reindex(cell_index).fillna("")), device=device)
+        return {"views": views, "targets": targets, "tissue": tissue}
+
+    def _grid(self, pairs: pd.DataFrame, cell_index: pd.Index):
+        rows = cell_index.get_indexer(pairs.cell_line)
+        cols = pd.Index(self.drugs).get_indexer(pairs.drug)
+        keep = (rows >= 0) & (cols >= 0)
+        values = np.zeros((len(cell_index), len(self.drugs)), dtype=np.float32)
+        mask = np.zeros_like(values)
+        values[rows[keep], cols[keep]] = pairs.response.to_numpy()[keep]
+        mask[rows[keep], cols[keep]] = 1.0
+        standardized = (values - self.response_mean) / self.response_std * mask
+        sensitive = (values < self.threshold) if self.lower_is_sensitive else (values > self.threshold)
+        return standardized, sensitive.astype(np.float32) * mask, mask
+
+    # -- the objective --------------------------------------------------------------------------------
+    def _loss(self, index, data: dict, epoch: int):
+        s, module = self.settings, self.module
+        views = {k: v[index] for k, v in data["views"].items()}
+        targets = {k: v[index] for k, v in data["targets"].items()}
+        tissue = data["tissue"][index]
+        mean, logvar = module.encode(views, tissue)
+        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+        reconstruction = module.reconstruction_nll(z, tissue, views, targets).sum()
+        kl_z = torch.clamp(gaussian_kl(mean, logvar, torch.zeros_like(mean), torch.zeros_like(logvar)).mean(0),
+                           min=s.free_bits).sum() * len(index)
+        # the drug VAE sees the whole training matrix (values and mask); the batch's cells are decoded
+        w_mean, w_logvar = module.encode_drugs(data["y_drug"], data["m_drug"])
+        w = w_mean + torch.exp(0.5 * w_logvar) * torch.randn_like(w_mean)
+        kl_w = gaussian_kl(w_mean, w_logvar, torch.zeros_like(w_mean), torch.zeros_like(w_logvar)).sum()
+        out = module.predict_grid(z, tissue, w)
+        mask = data["m"][index]
+        regression = (0.5 * (out[..., 0] - data["y"][index]) ** 2 * mask).sum()
+        classification = (F.binary_cross_entropy_with_logits(out[..., 1], data["s"][index], reduction="none") * mask).sum()
+        beta = min(1.0, (epoch + 1) / max(1, s.warmup_epochs))
+        n = len(index)
+        loss = (reconstruction + beta * kl_z + s.supervised_weight * (regression + s.classifier_weight * classification)) / n \
+            + beta * kl_w / data["n_cells"]
+        n_pairs = max(1.0, mask.sum().item())
+        return loss, {"loss": loss.item(), "reconstruction": reconstruction.item() / n, "kl": kl_z.item() / n,
+                      "kl_drugs": kl_w.item(), "regression": regression.item() / n_pairs,
+                      "classification": classification.item() / n_pairs}
+
+    def _validation_score(self, data: dict, train: dict):
+        module = self.module
+        z, _ = module.encode(data["views"], data["tissue"])
+        w, _ = module.encode_drugs(train["y_drug"], train["m_drug"])
+        out = module.predict_grid(z, data["tissue"], w).float()
+        mask = data["m"]
+        n = max(1.0, mask.sum().item())
+        regression = ((0.5 * (out[..., 0] - data["y"]) ** 2) * mask).sum().item() / n
+        classification = (F.binary_cross_entropy_with_logits(out[..., 1], data["s"], reduction="none") * mask).sum().item() / n
+        return regression, {"validation_mse": 2 * regression, "validation_bce": classification}
+
+    def _data(self, cells: CellLineData, pairs: pd.DataFrame, device) -> dict:
+        cell_index = pd.Index(sorted(pairs.cell_line.unique()))
+        y, sensitive, mask = self._grid(pairs, cell_index)
+        as_tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+        return {**self._cell_tensors(cells, cell_index, device), "y": as_tensor(y), "s": as_tensor(sensitive),
+                "m": as_tensor(mask), "n_cells": len(cell_index)}
+
+    # -- the model interface --------------------------------------------------------------------------
+    def fit(self, data: TrainingData, checkpoint_dir=None) -> None:
+        s = self.settings
+        torch.manual_seed(data.seed)
+        self.lower_is_sensitive = data.lower_is_sensitive
+        stats = data.train.groupby("drug")["response"]
+        self.drugs = sorted(data.train.drug.unique())
+        self.response_mean = stats.mean().loc[self.drugs].to_numpy(np.float32)
+        self.response_std = stats.std(ddof=0).fillna(1.0).clip(lower=1e-3).loc[self.drugs].to_numpy(np.float32)
+        self.threshold = stats.median().loc[self.drugs].to_numpy(np.float32)
+        self.tissues = sorted(data.cells.tissue.loc[data.train.cell_line.unique()].unique()) + [UNKNOWN_TISSUE_SLOT]
+        self.raw_scale = {v: (data.cells.views[v].var["train_mean"].to_numpy(np.float32),
+                              data.cells.views[v].var["train_std"].to_numpy(np.float32))
+                          for v in s.views if LIKELIHOODS[v] != "gaussian"}
+        for view, (mean, std) in self.raw_scale.items():  # the calls must come back exactly
+            raw = np.asarray(data.cells.views[view].X) * std + mean
+            if np.abs(raw - np.rint(raw)).max() > 1e-3:
+                raise ValueError(f"view {view!r}: its preprocessed values do not map back to integer calls "
+                                 f"(was it clipped?); use features.{view}.clip: null with moicvae")
+
+        settings = TrainerSettings(max_epochs=s.max_epochs, learning_rate=s.learning_rate,
+                                   weight_decay=s.weight_decay, batch_size=s.batch_size, patience=s.patience,
+                                   checkpoint_every=s.checkpoint_every, device=s.device, progress=s.progress)
+        n_train_cells = data.train.cell_line.nunique()
+        self.module = self._new_module({v: data.cells.views[v].n_vars for v in s.views}, n_train_cells)
+        fingerprint = json.dumps({
+            "params": self.params, "seed": data.seed, "drugs": self.drugs, "cells": list(data.cells.cell_lines),
+            "pairs": int(pd.util.hash_pandas_object(data.train_and_validation, index=False).sum()),
+            "omics": hashlib.sha256(data.cells.matrix(list(s.views), data.cells.cell_lines).tobytes()).hexdigest(),
+        })
+        trainer = Trainer(self.module, settings, data.seed, checkpoint_dir or data.checkpoint_dir, fingerprint)
+        train = self._data(data.cells, data.train, trainer.device)
+        train["y_drug"], train["m_drug"] = train["y"].T.contiguous(), train["m"].T.contiguous()
+        validation = self._data(data.cells, data.validation if len(data.validation) else data.train, trainer.device)
+        self.history = trainer.fit(lambda index: self._loss(index, train, trainer.epoch),
+                                   lambda: self._validation_score(validation, train), train["n_cells"])
+        self.validation_score = trainer.best_score
+        self.module = trainer.module.cpu().eval()
+        with torch.no_grad():  # drugs are fixed after training: keep their latent means, not the matrix
+            self.drug_latent = self.module.encode_drugs(train["y_drug"].cpu(), train["m_drug"].cpu())[0].numpy()
+
+    def _new_module(self, view_sizes: dict[str, int], n_train_cells: int) -> MOICVAEModule:
+        s = self.settings
+        return MOICVAEModule(view_sizes, len(self.tissues), len(self.drugs), n_train_cells, s.latent_dim,
+                             list(s.hidden), s.drug_latent_dim, list(s.drug_hidden), s.dropout)
+
+    @torch.no_grad()
+    def encode(self, cells: CellLineData) -> np.ndarray:
+        """Posterior means of z for every cell line of ``cells`` (views may be missing: NaN rows)."""
+        inputs = self._cell_tensors(cells, cells.cell_lines, "cpu")
+        return self.module.encode(inputs["views"], inputs["tissue"])[0].numpy()
+
+    @torch.no_grad()
+    def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
+        cell_index = pd.Index(sorted(pairs.cell_line.unique()))
+        inputs = self._cell_tensors(cells, cell_index, "cpu")
+        z = self.module.encode(inputs["views"], inputs["tissue"])[0]
+        out = self.module.predict_grid(z, inputs["tissue"], torch.as_tensor(self.drug_latent)).numpy()
+        rows = cell_index.get_indexer(pairs.cell_line)
+        cols = pd.Index(self.drugs).get_indexer(pairs.drug)
+        known = cols >= 0
+        y_pred = np.full(len(pairs), float(np.mean(self.response_mean)))
+        p_sensitive = np.full(len(pairs), 0.5)
+        y_pred[known] = out[rows[known], cols[known], 0] * self.response_std[cols[known]] + self.response_mean[cols[known]]
+        p_sensitive[known] = 1.0 / (1.0 + np.exp(-out[rows[known], cols[known], 1]))
+        return pairs.assign(y_pred=y_pred, p_sensitive=p_sensitive)
+
+    def state(self):
+        arrays = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+        arrays.update(response_mean=self.response_mean, response_std=self.response_std, threshold=self.threshold,
+                      drug_latent=self.drug_latent,
+                      **{f"raw_mean.{v}": m for v, (m, _) in self.raw_scale.items()},
+                      **{f"raw_std.{v}": sd for v, (_, sd) in self.raw_scale.items()})
+        meta = {"drugs": self.drugs, "tissues": self.tissues, "lower_is_sensitive": bool(self.lower_is_sensitive),
+                "view_sizes": {v: int(self.module.encoders[v][0][0].in_features - len(self.tissues))
+                               for v in self.settings.views},
+                "n_train_cells": int(self.module.drug_encoder[0][0].in_features // 2),
+                "settings": asdict(self.settings)}
+        return meta, arrays
+
+    def load_state(self, meta, arrays):
+        self.drugs, self.tissues, self.lower_is_sensitive = meta["drugs"], meta["tissues"], meta["lower_is_sensitive"]
+        self.module = self._new_module(meta["view_sizes"], meta["n_train_cells"])
+        self.module.load_state_dict({k.removeprefix("module."): torch.from_numpy(v)
+                                     for k, v in arrays.items() if k.startswith("module.")})
+        self.module.eval()
+        self.response_mean, self.response_std = arrays["response_mean"], arrays["response_std"]
+        self.threshold, self.drug_latent = arrays["threshold"], arrays["drug_latent"]
+        self.raw_scale = {v: (arrays[f"raw_mean.{v}"], arrays[f"raw_std.{v}"])
+                          for v in self.settings.views if LIKELIHOODS[v] != "gaussian"}

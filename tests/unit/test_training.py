@@ -17,13 +17,7 @@ from drp.training import Interrupted, Trainer, TrainerSettings, resolve_device
 N_SAMPLES, N_FEATURES = 23, 4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _torch_globals():
-    """The trainer switches on deterministic algorithms and reseeds torch: restore both for other tests."""
-    deterministic, rng = torch.are_deterministic_algorithms_enabled(), torch.get_rng_state()
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_rng_state(rng)
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 class SyntheticRegression:

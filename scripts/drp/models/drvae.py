@@ -22,8 +22,6 @@ Training (early stopping, checkpoints, devices) is the shared ``drp.training.Tra
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 
@@ -33,8 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..training import Trainer, TrainerSettings
-from .base import CellLineData, DrugResponseModel, TrainingData
+from .base import CellLineData, TrainingData
+from .neural import NeuralResponseModel, NeuralSettings
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -115,7 +113,7 @@ class DrVAEModule(nn.Module):
 
 
 @dataclass
-class DrVAESettings:
+class DrVAESettings(NeuralSettings):
     views: tuple[str, ...] = ("expression",)
     latent_dim: int = 64
     encoder_hidden: tuple[int, ...] = (512,)
@@ -123,51 +121,21 @@ class DrVAESettings:
     rank: int = 8
     dropout: float = 0.0
     hierarchy: bool = False  # the M2-style q(z3|z1,y), p(z1|z3,y) of Dr.VAE
-    supervised_weight: float = 1.0  # gamma in Dr.VAE's objective
-    classifier_weight: float = 1.0
     perturbation_weight: float = 0.05  # weight of log p(x2 | z2') as in the original
-    free_bits: float = 0.05  # nats per latent dimension
-    warmup_epochs: int = 20
     input_noise: float = 0.01
-    max_epochs: int = 300
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int | None = None
-    patience: int = 30
-    checkpoint_every: int = 25
-    device: str = "auto"
-    progress: bool = True
 
 
-class DrVAE(DrugResponseModel):
-    uses_validation = True
+class DrVAE(NeuralResponseModel):
+    settings_class = DrVAESettings
 
     def __init__(self, **params):
-        self.settings = DrVAESettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
         super().__init__(**params)
-        self.module: DrVAEModule | None = None
-        self.drugs: list[str] = []
-        self.response_mean = self.response_std = self.threshold = np.zeros(0)
-        self.history = pd.DataFrame()
         self.perturbations: dict | None = None  # optional {"x1", "x2": arrays, "drug": names}
 
     # -- data on the device ------------------------------------------------------------------------
-    def _grid(self, pairs: pd.DataFrame, cells: pd.Index):
-        """Observed responses as a (cells, drugs) grid standardized per drug, with a mask."""
-        rows = cells.get_indexer(pairs.cell_line)
-        cols = pd.Index(self.drugs).get_indexer(pairs.drug)
-        keep = (rows >= 0) & (cols >= 0)
-        values = np.zeros((len(cells), len(self.drugs)), dtype=np.float32)
-        mask = np.zeros_like(values, dtype=bool)
-        values[rows[keep], cols[keep]] = pairs.response.to_numpy()[keep]
-        mask[rows[keep], cols[keep]] = True
-        standardized = (values - self.response_mean) / self.response_std
-        sensitive = (values < self.threshold) if self.lower_is_sensitive else (values > self.threshold)
-        return standardized * mask, sensitive & mask, mask
-
     def _tensors(self, data: CellLineData, pairs: pd.DataFrame, device):
         cells = pd.Index(sorted(pairs.cell_line.unique()))
-        y, s, m = self._grid(pairs, cells)
+        y, s, m = self.response_grid(pairs, cells)
         as_tensor = lambda a, dtype=torch.float32: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
         return {"x": as_tensor(data.matrix(list(self.settings.views), cells)), "y": as_tensor(y),
                 "s": as_tensor(s), "m": as_tensor(m, torch.bool)}
@@ -251,26 +219,11 @@ class DrVAE(DrugResponseModel):
     def fit(self, data: TrainingData, checkpoint_dir=None) -> None:
         s = self.settings
         torch.manual_seed(data.seed)
-        self.lower_is_sensitive = data.lower_is_sensitive
-        stats = data.train.groupby("drug")["response"]
-        self.drugs = sorted(data.train.drug.unique())
-        self.response_mean = stats.mean().loc[self.drugs].to_numpy(np.float32)
-        self.response_std = stats.std(ddof=0).fillna(1.0).clip(lower=1e-3).loc[self.drugs].to_numpy(np.float32)
-        self.threshold = stats.median().loc[self.drugs].to_numpy(np.float32)
-
-        settings = TrainerSettings(max_epochs=s.max_epochs, learning_rate=s.learning_rate,
-                                   weight_decay=s.weight_decay, batch_size=s.batch_size, patience=s.patience,
-                                   checkpoint_every=s.checkpoint_every, device=s.device, progress=s.progress)
+        self.fit_response_scaling(data)
         n_features = sum(data.cells.views[v].n_vars for v in s.views)
         self.module = DrVAEModule(n_features, len(self.drugs), s.latent_dim, list(s.encoder_hidden),
                                   list(s.decoder_hidden), s.rank, s.dropout, s.hierarchy)
-        fingerprint = json.dumps({  # a checkpoint resumes only the very same fit: params, seed and data
-            "params": self.params, "seed": data.seed, "drugs": self.drugs, "cells": list(data.cells.cell_lines),
-            "features": {v: list(data.cells.views[v].var_names) for v in s.views},
-            "pairs": int(pd.util.hash_pandas_object(data.train_and_validation, index=False).sum()),
-            "omics": hashlib.sha256(data.cells.matrix(list(s.views), data.cells.cell_lines).tobytes()).hexdigest(),
-        })
-        trainer = Trainer(self.module, settings, data.seed, checkpoint_dir or data.checkpoint_dir, fingerprint)
+        trainer = self.trainer(data, checkpoint_dir)
         device = trainer.device
         train = self._tensors(data.cells, data.train, device)
         validation = self._tensors(data.cells, data.validation if len(data.validation) else data.train, device)
@@ -300,15 +253,7 @@ class DrVAE(DrugResponseModel):
     def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
         cell_index = pd.Index(sorted(pairs.cell_line.unique()))
         x = torch.as_tensor(cells.matrix(list(self.settings.views), cell_index), dtype=torch.float32)
-        out = self.module.predict_grid(x).numpy()
-        rows = cell_index.get_indexer(pairs.cell_line)
-        cols = pd.Index(self.drugs).get_indexer(pairs.drug)
-        known = cols >= 0
-        y_pred = np.full(len(pairs), float(np.mean(self.response_mean)))
-        p_sensitive = np.full(len(pairs), 0.5)
-        y_pred[known] = out[rows[known], cols[known], 0] * self.response_std[cols[known]] + self.response_mean[cols[known]]
-        p_sensitive[known] = 1.0 / (1.0 + np.exp(-out[rows[known], cols[known], 1]))
-        return pairs.assign(y_pred=y_pred, p_sensitive=p_sensitive)
+        return self.pair_predictions(self.module.predict_grid(x).numpy(), pairs, cell_index)
 
     @torch.no_grad()
     def encode(self, cells: CellLineData) -> np.ndarray:
@@ -318,18 +263,15 @@ class DrVAE(DrugResponseModel):
 
     def state(self):
         arrays = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
-        arrays.update(response_mean=self.response_mean, response_std=self.response_std, threshold=self.threshold)
         meta = {"drugs": self.drugs, "n_features": int(self.module.decoder_mean.out_features),
                 "lower_is_sensitive": bool(self.lower_is_sensitive), "settings": asdict(self.settings)}
-        return meta, arrays
+        return meta, {**arrays, **self.scaling_state()}
 
     def load_state(self, meta, arrays):
         s = self.settings
-        self.drugs, self.lower_is_sensitive = meta["drugs"], meta["lower_is_sensitive"]
+        self.load_scaling_state(meta, arrays)
         self.module = DrVAEModule(meta["n_features"], len(self.drugs), s.latent_dim, list(s.encoder_hidden),
                                   list(s.decoder_hidden), s.rank, s.dropout, s.hierarchy)
         self.module.load_state_dict({k.removeprefix("module."): torch.from_numpy(v)
                                      for k, v in arrays.items() if k.startswith("module.")})
         self.module.eval()
-        self.response_mean, self.response_std = arrays["response_mean"], arrays["response_std"]
-        self.threshold = arrays["threshold"]

@@ -18,8 +18,6 @@ After Wang et al. (2023) (../shared/docs/models.md), with the original's leakage
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass
 
@@ -29,8 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..training import Trainer, TrainerSettings
-from .base import CellLineData, DrugResponseModel, TrainingData
+from .base import CellLineData, TrainingData
+from .neural import NeuralResponseModel, NeuralSettings
 from .drvae import gaussian_kl, gaussian_nll, mlp
 
 LIKELIHOODS = {"expression": "gaussian", "cnv": "categorical", "mutation": "bernoulli"}
@@ -113,40 +111,23 @@ class MOICVAEModule(nn.Module):
 
 
 @dataclass
-class MOICVAESettings:
+class MOICVAESettings(NeuralSettings):
     views: tuple[str, ...] = ("expression", "cnv", "mutation")
     latent_dim: int = 32
     hidden: tuple[int, ...] = (256,)
     drug_latent_dim: int = 16
     drug_hidden: tuple[int, ...] = (128,)
     dropout: float = 0.1
-    supervised_weight: float = 1.0
-    classifier_weight: float = 1.0
-    free_bits: float = 0.05
-    warmup_epochs: int = 20
-    max_epochs: int = 300
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int | None = None
-    patience: int = 30
-    checkpoint_every: int = 25
-    device: str = "auto"
-    progress: bool = True
 
 
-class MOICVAE(DrugResponseModel):
-    uses_validation = True
+class MOICVAE(NeuralResponseModel):
+    settings_class = MOICVAESettings
 
     def __init__(self, **params):
-        self.settings = MOICVAESettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
         super().__init__(**params)
-        self.module: MOICVAEModule | None = None
-        self.drugs: list[str] = []
         self.tissues: list[str] = []
-        self.response_mean = self.response_std = self.threshold = np.zeros(0)
         self.drug_latent = np.zeros((0, 0), dtype=np.float32)
         self.raw_scale: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.history = pd.DataFrame()
 
     # -- inputs ---------------------------------------------------------------------------------------
     def _tissue_onehot(self, tissue: pd.Series) -> np.ndarray:
@@ -173,18 +154,6 @@ class MOICVAE(DrugResponseModel):
                     targets[name] = torch.as_tensor(np.clip(raw, 0, 1), dtype=torch.float32, device=device)
         tissue = torch.as_tensor(self._tissue_onehot(cells.tissue.reindex(cell_index).fillna("")), device=device)
         return {"views": views, "targets": targets, "tissue": tissue}
-
-    def _grid(self, pairs: pd.DataFrame, cell_index: pd.Index):
-        rows = cell_index.get_indexer(pairs.cell_line)
-        cols = pd.Index(self.drugs).get_indexer(pairs.drug)
-        keep = (rows >= 0) & (cols >= 0)
-        values = np.zeros((len(cell_index), len(self.drugs)), dtype=np.float32)
-        mask = np.zeros_like(values)
-        values[rows[keep], cols[keep]] = pairs.response.to_numpy()[keep]
-        mask[rows[keep], cols[keep]] = 1.0
-        standardized = (values - self.response_mean) / self.response_std * mask
-        sensitive = (values < self.threshold) if self.lower_is_sensitive else (values > self.threshold)
-        return standardized, sensitive.astype(np.float32) * mask, mask
 
     # -- the objective --------------------------------------------------------------------------------
     def _loss(self, index, data: dict, epoch: int):
@@ -227,7 +196,7 @@ class MOICVAE(DrugResponseModel):
 
     def _data(self, cells: CellLineData, pairs: pd.DataFrame, device) -> dict:
         cell_index = pd.Index(sorted(pairs.cell_line.unique()))
-        y, sensitive, mask = self._grid(pairs, cell_index)
+        y, sensitive, mask = self.response_grid(pairs, cell_index)
         as_tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
         return {**self._cell_tensors(cells, cell_index, device), "y": as_tensor(y), "s": as_tensor(sensitive),
                 "m": as_tensor(mask), "n_cells": len(cell_index)}
@@ -236,12 +205,7 @@ class MOICVAE(DrugResponseModel):
     def fit(self, data: TrainingData, checkpoint_dir=None) -> None:
         s = self.settings
         torch.manual_seed(data.seed)
-        self.lower_is_sensitive = data.lower_is_sensitive
-        stats = data.train.groupby("drug")["response"]
-        self.drugs = sorted(data.train.drug.unique())
-        self.response_mean = stats.mean().loc[self.drugs].to_numpy(np.float32)
-        self.response_std = stats.std(ddof=0).fillna(1.0).clip(lower=1e-3).loc[self.drugs].to_numpy(np.float32)
-        self.threshold = stats.median().loc[self.drugs].to_numpy(np.float32)
+        self.fit_response_scaling(data)
         self.tissues = sorted(data.cells.tissue.loc[data.train.cell_line.unique()].unique()) + [UNKNOWN_TISSUE_SLOT]
         self.raw_scale = {v: (data.cells.views[v].var["train_mean"].to_numpy(np.float32),
                               data.cells.views[v].var["train_std"].to_numpy(np.float32))
@@ -252,17 +216,9 @@ class MOICVAE(DrugResponseModel):
                 raise ValueError(f"view {view!r}: its preprocessed values do not map back to integer calls "
                                  f"(was it clipped?); use features.{view}.clip: null with moicvae")
 
-        settings = TrainerSettings(max_epochs=s.max_epochs, learning_rate=s.learning_rate,
-                                   weight_decay=s.weight_decay, batch_size=s.batch_size, patience=s.patience,
-                                   checkpoint_every=s.checkpoint_every, device=s.device, progress=s.progress)
         n_train_cells = data.train.cell_line.nunique()
         self.module = self._new_module({v: data.cells.views[v].n_vars for v in s.views}, n_train_cells)
-        fingerprint = json.dumps({
-            "params": self.params, "seed": data.seed, "drugs": self.drugs, "cells": list(data.cells.cell_lines),
-            "pairs": int(pd.util.hash_pandas_object(data.train_and_validation, index=False).sum()),
-            "omics": hashlib.sha256(data.cells.matrix(list(s.views), data.cells.cell_lines).tobytes()).hexdigest(),
-        })
-        trainer = Trainer(self.module, settings, data.seed, checkpoint_dir or data.checkpoint_dir, fingerprint)
+        trainer = self.trainer(data, checkpoint_dir)
         train = self._data(data.cells, data.train, trainer.device)
         train["y_drug"], train["m_drug"] = train["y"].T.contiguous(), train["m"].T.contiguous()
         validation = self._data(data.cells, data.validation if len(data.validation) else data.train, trainer.device)
@@ -290,19 +246,11 @@ class MOICVAE(DrugResponseModel):
         inputs = self._cell_tensors(cells, cell_index, "cpu")
         z = self.module.encode(inputs["views"], inputs["tissue"])[0]
         out = self.module.predict_grid(z, inputs["tissue"], torch.as_tensor(self.drug_latent)).numpy()
-        rows = cell_index.get_indexer(pairs.cell_line)
-        cols = pd.Index(self.drugs).get_indexer(pairs.drug)
-        known = cols >= 0
-        y_pred = np.full(len(pairs), float(np.mean(self.response_mean)))
-        p_sensitive = np.full(len(pairs), 0.5)
-        y_pred[known] = out[rows[known], cols[known], 0] * self.response_std[cols[known]] + self.response_mean[cols[known]]
-        p_sensitive[known] = 1.0 / (1.0 + np.exp(-out[rows[known], cols[known], 1]))
-        return pairs.assign(y_pred=y_pred, p_sensitive=p_sensitive)
+        return self.pair_predictions(out, pairs, cell_index)
 
     def state(self):
         arrays = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
-        arrays.update(response_mean=self.response_mean, response_std=self.response_std, threshold=self.threshold,
-                      drug_latent=self.drug_latent,
+        arrays.update(self.scaling_state(), drug_latent=self.drug_latent,
                       **{f"raw_mean.{v}": m for v, (m, _) in self.raw_scale.items()},
                       **{f"raw_std.{v}": sd for v, (_, sd) in self.raw_scale.items()})
         meta = {"drugs": self.drugs, "tissues": self.tissues, "lower_is_sensitive": bool(self.lower_is_sensitive),
@@ -313,12 +261,12 @@ class MOICVAE(DrugResponseModel):
         return meta, arrays
 
     def load_state(self, meta, arrays):
-        self.drugs, self.tissues, self.lower_is_sensitive = meta["drugs"], meta["tissues"], meta["lower_is_sensitive"]
+        self.load_scaling_state(meta, arrays)
+        self.tissues = meta["tissues"]
         self.module = self._new_module(meta["view_sizes"], meta["n_train_cells"])
         self.module.load_state_dict({k.removeprefix("module."): torch.from_numpy(v)
                                      for k, v in arrays.items() if k.startswith("module.")})
         self.module.eval()
-        self.response_mean, self.response_std = arrays["response_mean"], arrays["response_std"]
-        self.threshold, self.drug_latent = arrays["threshold"], arrays["drug_latent"]
+        self.drug_latent = arrays["drug_latent"]
         self.raw_scale = {v: (arrays[f"raw_mean.{v}"], arrays[f"raw_std.{v}"])
                           for v in self.settings.views if LIKELIHOODS[v] != "gaussian"}

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import anndata as ad
 import matplotlib
 
 matplotlib.use("Agg")  # batch jobs have no display
@@ -64,8 +67,7 @@ def summary_table_html(summary: pd.DataFrame, path, title: str) -> None:
 
 def latent_umap(latent_path, path, seed: int, title: str) -> None:
     """UMAP (scanpy) of latent means, coloured by tissue; held-out cell lines drawn as crosses."""
-    import anndata as ad
-    import scanpy as sc
+    import scanpy as sc  # slow to import: only the UMAP needs it
 
     latent = ad.read_h5ad(latent_path)
     sc.pp.neighbors(latent, use_rep="X", n_neighbors=15, random_state=seed)
@@ -88,8 +90,6 @@ def latent_umap(latent_path, path, seed: int, title: str) -> None:
 
 def training_history(model_dirs: list, path, title: str) -> None:
     """Training loss and validation score per epoch, one line per fold."""
-    from pathlib import Path
-
     fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for fold, directory in enumerate(model_dirs):
         history = pd.read_csv(Path(directory) / "history.tsv", sep="\t")

@@ -233,9 +233,7 @@ class DrVAE(NeuralResponseModel):
         def loss_fn(index):
             return self._loss({key: value[index] for key, value in train.items()}, trainer.epoch)
 
-        self.history = trainer.fit(loss_fn, lambda: self._validation_score(validation), len(train["x"]))
-        self.validation_score = trainer.best_score
-        self.module = trainer.module.cpu().eval()
+        self.run_trainer(trainer, loss_fn, lambda: self._validation_score(validation), len(train["x"]))
         self.perturbations = None  # pairs are training data, not part of the fitted state
 
     def _perturbation_tensors(self, pairs: dict, device):

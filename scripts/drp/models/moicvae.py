@@ -222,10 +222,8 @@ class MOICVAE(NeuralResponseModel):
         train = self._data(data.cells, data.train, trainer.device)
         train["y_drug"], train["m_drug"] = train["y"].T.contiguous(), train["m"].T.contiguous()
         validation = self._data(data.cells, data.validation if len(data.validation) else data.train, trainer.device)
-        self.history = trainer.fit(lambda index: self._loss(index, train, trainer.epoch),
-                                   lambda: self._validation_score(validation, train), train["n_cells"])
-        self.validation_score = trainer.best_score
-        self.module = trainer.module.cpu().eval()
+        self.run_trainer(trainer, lambda index: self._loss(index, train, trainer.epoch),
+                         lambda: self._validation_score(validation, train), train["n_cells"])
         with torch.no_grad():  # drugs are fixed after training: keep their latent means, not the matrix
             self.drug_latent = self.module.encode_drugs(train["y_drug"].cpu(), train["m_drug"].cpu())[0].numpy()
 

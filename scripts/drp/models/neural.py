@@ -85,6 +85,12 @@ class NeuralResponseModel(DrugResponseModel):
         return Trainer(self.module, self.settings.trainer_settings(), data.seed,
                        checkpoint_dir or data.checkpoint_dir, fingerprint)
 
+    def run_trainer(self, trainer: Trainer, loss_fn, validate_fn, n_samples: int) -> None:
+        """Train, then keep the history, the best validation score and the best weights on the CPU."""
+        self.history = trainer.fit(loss_fn, validate_fn, n_samples)
+        self.validation_score = trainer.best_score
+        self.module = trainer.module.cpu().eval()
+
     def pair_predictions(self, grid: np.ndarray, pairs: pd.DataFrame, cells: pd.Index) -> pd.DataFrame:
         """``pairs`` with y_pred (de-standardized) and p_sensitive from a (cells, drugs, 2) output grid;
         drugs unseen in training get the mean training response and p_sensitive 0.5."""

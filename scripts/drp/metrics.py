@@ -112,10 +112,10 @@ def summarize(per_drug: pd.DataFrame, pooled: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def evaluate_models(predictions: dict[str, pd.DataFrame], baseline_name: str, response: pd.DataFrame,
-                    splits: pd.DataFrame, lower_is_sensitive: bool, min_pairs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-drug metrics (long over models) and the tidy summary table for every model."""
-    thresholds = training_thresholds(response, splits)
+def evaluate_models(predictions: dict[str, pd.DataFrame], baseline_name: str, thresholds: pd.DataFrame,
+                    lower_is_sensitive: bool, min_pairs: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-drug metrics (long over models) and the tidy summary table for every model; ``thresholds``
+    (fold, drug, threshold) are the sensitivity cut-offs from each fold's training pairs."""
     per_drug_tables, summaries = [], []
     for name, frame in predictions.items():
         scored = score_pairs(frame, predictions[baseline_name], thresholds, lower_is_sensitive)

@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 
 from .io import atomic_path, write_text  # noqa: E402
 from .metrics import pearson  # noqa: E402
+from .statistics import LOWER_IS_BETTER  # noqa: E402
 
 DISTRIBUTION_METRICS = ("pearson", "normalized_pearson", "spearman", "auroc")
 
@@ -56,13 +57,25 @@ def predicted_vs_observed(predictions: dict[str, pd.DataFrame], path, title: str
     _save(fig, path)
 
 
-def summary_table_html(summary: pd.DataFrame, path, title: str) -> None:
-    """Models as rows, per-drug mean / median and pooled value of each metric as columns."""
-    wide = summary.pivot_table(index="model", columns=["metric", "scope"], values="value", sort=False)
-    html = wide.to_html(float_format=lambda v: f"{v:.3f}", na_rep="n/a", border=0)
+def table_html(table: pd.DataFrame, path, title: str) -> None:
+    """A table as a small HTML page for the report."""
+    html = table.to_html(float_format=lambda v: f"{v:.3f}", na_rep="n/a", border=0)
     write_text(path, f"<html><head><meta charset='utf-8'><title>{title}</title>"
                      "<style>td,th{padding:3px 8px;text-align:right}</style></head>"
                      f"<body><h3>{title}</h3>{html}</body></html>\n")
+
+
+def summary_table_html(summary: pd.DataFrame, path, title: str) -> None:
+    """Models as rows, per-drug mean / median and pooled value of each metric as columns."""
+    table_html(summary.pivot_table(index="model", columns=["metric", "scope"], values="value", sort=False), path, title)
+
+
+def placeholder_figure(path, message: str) -> None:
+    """A figure that says why the real one could not be drawn (the report still has every file)."""
+    fig, ax = plt.subplots(figsize=(6, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    _save(fig, path)
 
 
 def latent_umap(latent_path, path, seed: int, title: str) -> None:
@@ -103,3 +116,90 @@ def training_history(model_dirs: list, path, title: str) -> None:
     val_ax.legend(fontsize=8)
     fig.suptitle(title)
     _save(fig, path)
+
+
+def critical_difference_diagram(result: dict, output, title: str) -> None:
+    """Demšar-style critical-difference diagram from ``drp.statistics.critical_difference``.
+
+    An axis of average ranks (1 = best, on the left), each model hung from its rank, a bar as long as the
+    Nemenyi critical difference, and thick lines joining models whose ranks differ by less than it.
+    """
+    ranks, k = result["average_ranks"], result["n_models"]
+    models = sorted(ranks, key=ranks.get)
+    groups = result["groups"]
+    fig, ax = plt.subplots(figsize=(8, 1.6 + 0.3 * (k + 1) / 2 + 0.12 * len(groups)))
+    ax.set_xlim(0.8, max(k, 2) + 0.2)  # room for the label leaders; the names themselves may overhang
+    ax.axis("off")
+    _cd_axis(ax, max(k, 2), result["critical_difference"])
+    first_row = 0.45 + 0.15 * len(groups)  # labels start below the clique bars
+    _cd_labels(ax, models, ranks, first_row, max(k, 2))
+    for i, group in enumerate(groups):
+        y = 0.3 + 0.15 * i
+        ax.plot([ranks[group[0]] - 0.03, ranks[group[-1]] + 0.03], [y, y], color="black", lw=3.5,
+                solid_capstyle="round")
+    rows = (len(models) + 1) // 2
+    ax.set_ylim(first_row + 0.32 * rows + 0.1, -1.25)  # inverted: axis on top, models hung below
+    ax.set_title(f"{title}\n{result['metric'].replace('_', ' ')}: N = {result['n_drugs']} drugs, "
+                 f"Friedman p = {result['friedman_p_value']:.2g}, CD = {result['critical_difference']:.2f} "
+                 f"(Nemenyi, alpha = {result['alpha']})", fontsize=10)
+    _save(fig, output)
+
+
+def _cd_axis(ax, k: int, cd: float) -> None:
+    """Rank axis with integer ticks and the CD bar above it, starting at rank 1."""
+    ax.plot([1, k], [0, 0], color="black", lw=1)
+    for tick in np.arange(1, k + 0.01, 0.5):
+        major = float(tick).is_integer()
+        ax.plot([tick, tick], [0, -0.12 if major else -0.06], color="black", lw=1)
+        if major:
+            ax.text(tick, -0.18, f"{tick:.0f}", ha="center", va="bottom", fontsize=9)
+    if np.isfinite(cd):
+        end = min(1 + cd, k)  # a CD wider than the axis is drawn to its end
+        ax.plot([1, end], [-0.8, -0.8], color="black", lw=1.5)
+        for x in (1, end):
+            ax.plot([x, x], [-0.86, -0.74], color="black", lw=1.5)
+        ax.text((1 + end) / 2, -0.9, f"CD = {cd:.2f}", ha="center", va="bottom", fontsize=9)
+
+
+def _cd_labels(ax, models: list, ranks: dict, first_row: float, k: int) -> None:
+    """Better half of the models labelled on the left, worse half on the right, lines never crossing."""
+    half = (len(models) + 1) // 2
+    for row, model in enumerate(models[:half]):
+        y = first_row + 0.32 * row
+        ax.plot([ranks[model], ranks[model], 1 - 0.1], [0, y, y], color="black", lw=0.8)
+        ax.text(1 - 0.15, y, f"{model} ({ranks[model]:.2f})", ha="right", va="center", fontsize=9)
+    for row, model in enumerate(reversed(models[half:])):
+        y = first_row + 0.32 * row
+        ax.plot([ranks[model], ranks[model], k + 0.1], [0, y, y], color="black", lw=0.8)
+        ax.text(k + 0.15, y, f"({ranks[model]:.2f}) {model}", ha="left", va="center", fontsize=9)
+
+
+def per_drug_heatmap(per_drug: pd.DataFrame, metric: str, output, title: str, max_drugs: int | None = None) -> None:
+    """Drugs x models heatmap of a per-drug metric, best model first and best drugs on top.
+
+    Models and drugs are ordered by their mean (over drugs, over models; lower first for rmse). With more
+    than ``max_drugs`` drugs, the ``max_drugs`` on which the models disagree most (largest standard
+    deviation across models) are shown. Drug names are drawn only when they stay legible (<= 60 rows).
+    Colours run from worse (dark) to better (bright) whatever the metric's direction; NaN is grey.
+    """
+    lower = metric in LOWER_IS_BETTER
+    wide = per_drug.pivot_table(index="drug", columns="model", values=metric, aggfunc="mean")
+    wide = wide[wide.mean().sort_values(ascending=lower).index]
+    total = len(wide)
+    if max_drugs is not None and total > max_drugs:
+        wide = wide.loc[wide.std(axis=1).fillna(0).nlargest(max_drugs).index]
+    wide = wide.loc[wide.mean(axis=1).sort_values(ascending=lower).index]
+    fig, ax = plt.subplots(figsize=(1.6 + 0.7 * wide.shape[1], min(3 + 0.05 * len(wide), 14)))
+    cmap = plt.get_cmap("viridis_r" if lower else "viridis").with_extremes(bad="lightgrey")
+    image = ax.imshow(np.ma.masked_invalid(wide.to_numpy(float)), aspect="auto", interpolation="nearest", cmap=cmap)
+    ax.set_xticks(range(wide.shape[1]), wide.columns, rotation=30, ha="right")
+    if len(wide) <= 60:
+        ax.set_yticks(range(len(wide)), wide.index, fontsize=7)
+    else:
+        ax.set_yticks([])
+    shown = f"{len(wide)} of {total}" if len(wide) < total else f"{total}"
+    ax.set_ylabel(f"drugs ({shown}), best mean {metric.replace('_', ' ')} on top")
+    fig.colorbar(image, ax=ax, label=f"{metric.replace('_', ' ')}" + (" (lower is better)" if lower else ""),
+                 shrink=0.6)
+    ax.set_title(title)
+    _save(fig, output)

@@ -69,6 +69,11 @@ def make_splits(response: pd.DataFrame, tissue: pd.Series, mode: str, n_folds: i
     return pairs
 
 
+def read_splits(path) -> pd.DataFrame:
+    """A split table with its ids as strings (ids such as COSMIC numbers must not turn into integers)."""
+    return pd.read_csv(path, sep="\t", dtype={"cell_line": str, "drug": str})
+
+
 def validation_fold(test_fold: int, n_folds: int) -> int:
     return (test_fold + 1) % n_folds
 

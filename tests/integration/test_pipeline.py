@@ -26,7 +26,8 @@ from drp.splits import fold_roles
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "data"
 N_FOLDS = 3
-MODELS = ["mean_effects", "elastic_net", "drvae", "moicvae"]
+MODELS = ["mean_effects", "elastic_net", "gradient_boosting", "mlp", "drvae", "moicvae", "mlp_permuted"]
+DRUG_BLIND_MODELS = ["mean_effects", "gradient_boosting", "mlp", "mlp_permuted"]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -49,12 +50,26 @@ def fixture_config(index_url: str) -> dict:
     config["features"] = {"expression": {"n_features": 300, "scale": True},
                           "cnv": {"n_features": 100, "scale": True},
                           "mutation": {"n_features": 100, "scale": True}}
-    config["models"]["elastic_net"]["params"]["n_alphas"] = 5
-    config["models"]["drvae"]["params"].update(latent_dim=16, encoder_hidden=[128], decoder_hidden=[128],
-                                               max_epochs=80, patience=15, progress=False)
-    config["models"]["drvae"]["grid"] = {"supervised_weight": [1.0, 4.0]}
-    config["models"]["moicvae"]["params"].update(latent_dim=16, hidden=[64], drug_hidden=[32], max_epochs=80,
-                                                 patience=15, progress=False)
+    config["run"]["split_modes"] = ["LCO", "LDO"]
+    config["evaluation"]["tuning_budget"] = 2  # every model gets two candidates
+    config["evaluation"]["cross_study"] = {"train": ["gdsc2"], "test": ["gdsc1"]}
+    config["evaluation"]["min_pairs_per_drug"] = 5
+    models = config["models"]
+    models["mean_effects"]["grid"] = {"shrinkage": [0.0, 5.0]}
+    models["elastic_net"]["grid"] = {"alpha": [0.1, 0.3]}
+    models["gradient_boosting"]["grid"] = {"learning_rate": [0.1, 0.3]}
+    models["gradient_boosting"]["params"].update(max_iter=30, max_features_per_view=64)
+    for name in ("mlp", "mlp_permuted"):
+        models[name]["params"].update(max_epochs=20, patience=5, progress=False, batch_size=512)
+    models["mlp"]["grid"] = {"dropout": [0.1, 0.3]}
+    models["mlp"]["params"]["hidden"] = [64, 32]
+    models["mlp_permuted"]["params"]["hidden"] = [64, 32]
+    models["drvae"]["params"].update(latent_dim=16, encoder_hidden=[128], decoder_hidden=[128],
+                                     max_epochs=80, patience=15, progress=False)
+    models["drvae"]["grid"] = {"supervised_weight": [1.0, 4.0]}
+    models["moicvae"]["params"].update(latent_dim=16, hidden=[64], drug_hidden=[32], max_epochs=80,
+                                      patience=15, progress=False)
+    models["moicvae"]["grid"] = {"supervised_weight": [1.0, 4.0]}
     return config
 
 

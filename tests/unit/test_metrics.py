@@ -199,7 +199,7 @@ def synthetic_evaluation(seed: int = 0):
 
 def test_evaluate_models_tables():
     response, splits, predictions = synthetic_evaluation()
-    per_drug, summary = evaluate_models(predictions, "mean_effects", response, splits,
+    per_drug, summary = evaluate_models(predictions, "mean_effects", training_thresholds(response, splits),
                                         lower_is_sensitive=True, min_pairs=5)
     assert list(per_drug.columns) == ["model", "drug", "n", *METRICS]
     assert len(per_drug) == 2 * 4
@@ -235,6 +235,6 @@ def test_evaluate_models_min_pairs_drops_small_drugs():
     response, splits, predictions = synthetic_evaluation()
     trimmed = {name: frame[(frame.drug != "DRUG0") | frame.cell_line.isin(["SYNCELL00", "SYNCELL01"])]
                for name, frame in predictions.items()}
-    per_drug, _ = evaluate_models(trimmed, "mean_effects", response, splits, lower_is_sensitive=False, min_pairs=5)
+    per_drug, _ = evaluate_models(trimmed, "mean_effects", training_thresholds(response, splits), lower_is_sensitive=False, min_pairs=5)
     assert "DRUG0" not in set(per_drug.drug)
     assert len(per_drug) == 2 * 3

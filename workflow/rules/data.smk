@@ -1,5 +1,6 @@
 # One download rule per configured source. It runs on the submitting host (compute nodes often have
-# no network) and records url, sha256 and size of every file in resources/<source>/manifest.json.
+# no network) and records url, checksums and size of every file in resources/<source>/manifest.json.
+# Files marked `extract: true` are archives extracted into a folder, hence directory() outputs.
 for _source in config["sources"]:
 
     rule:
@@ -7,7 +8,10 @@ for _source in config["sources"]:
             f"download_{_source}"
         localrule: True
         output:
-            **source_file_outputs(_source),
+            **{
+                _key: directory(_path) if config["sources"][_source]["files"][_key].get("extract") else _path
+                for _key, _path in source_file_outputs(_source).items()
+            },
             manifest=f"resources/{_source}/manifest.json",
         params:
             source=config["sources"][_source],
@@ -23,12 +27,17 @@ for _source in config["sources"]:
 
 # One build rule per configured data set, since its views (and so its output files) come from config.
 for _dataset, _spec in config["datasets"].items():
+    if "folder" in _spec:  # a plug-in folder: its own rule below
+        continue
 
     rule:
         name:
             f"build_dataset_{_dataset}"
         input:
             **source_file_outputs(_spec["source"]),
+            # The omics source's files, prefixed as drp.sources.OMICS_PREFIX expects (build_dataset.py splits them).
+            **{f"omics__{key}": path for key, path in
+               (source_file_outputs(_spec["omics_source"]) if _spec.get("omics_source") else {}).items()},
         output:
             meta=f"results/{_dataset}/data/dataset.json",
             response=f"results/{_dataset}/data/response.parquet",
@@ -46,6 +55,38 @@ for _dataset, _spec in config["datasets"].items():
             "../../envs/data.yaml"
         script:
             "../../scripts/build_dataset.py"
+
+
+# Plug-in data sets (datasets.<name>.folder, format in config/README.md). The inputs are the folder's files,
+# looked up when the job is scheduled (a missing one fails there with a precise message), so editing one of
+# them reruns the build.
+from drp.sources.folder import resolve_files
+
+for _dataset, _spec in config["datasets"].items():
+    if "folder" not in _spec:
+        continue
+
+    rule:
+        name:
+            f"build_dataset_{_dataset}"
+        input:
+            unpack(lambda wildcards, spec=_spec: {key: str(path) for key, path in resolve_files(spec).items()}),
+        output:
+            meta=f"results/{_dataset}/data/dataset.json",
+            response=f"results/{_dataset}/data/response.parquet",
+            drugs=f"results/{_dataset}/data/drugs.tsv",
+            cell_lines=f"results/{_dataset}/data/cell_lines.tsv",
+            **{view: f"results/{_dataset}/data/{view}.h5ad" for view in _spec["views"]},
+        params:
+            dataset=_spec,
+        log:
+            f"logs/{_dataset}/build_dataset.log",
+        benchmark:
+            f"benchmarks/{_dataset}/build_dataset.tsv"
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../../scripts/build_folder_dataset.py"
 
 
 # Optional drug-perturbation pairs (LINCS L1000) for data sets that name them.

@@ -20,3 +20,22 @@ for _dataset, _spec in config["datasets"].items():
             "../../envs/data.yaml"
         script:
             "../../scripts/features.py"
+
+
+# Morgan fingerprints of the data set's drugs (RDKit): a fixed function of the structure, fitted on
+# nothing, so one file serves every split; models that select bits do so on their training drugs.
+rule drug_fingerprints:
+    input:
+        "results/{dataset}/data/drugs.tsv",
+    output:
+        "results/{dataset}/data/drug_fingerprints.h5ad",
+    params:
+        settings=config["drug_features"],
+    log:
+        "logs/{dataset}/drug_fingerprints.log",
+    benchmark:
+        "benchmarks/{dataset}/drug_fingerprints.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/drug_fingerprints.py"

@@ -9,6 +9,8 @@ from .base import CellLineData, DrugResponseModel, TrainingData
 REGISTRY = {
     "mean_effects": "drp.models.mean_effects:MeanEffects",
     "elastic_net": "drp.models.elastic_net:ElasticNetPerDrug",
+    "gradient_boosting": "drp.models.boosting:GradientBoosting",
+    "mlp": "drp.models.mlp:PairMLP",
     "drvae": "drp.models.drvae:DrVAE",
     "moicvae": "drp.models.moicvae:MOICVAE",
 }

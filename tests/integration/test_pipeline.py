@@ -60,7 +60,7 @@ def fixture_config(index_url: str) -> dict:
     models["gradient_boosting"]["grid"] = {"learning_rate": [0.1, 0.3]}
     models["gradient_boosting"]["params"].update(max_iter=30, max_features_per_view=64)
     for name in ("mlp", "mlp_permuted"):
-        models[name]["params"].update(max_epochs=20, patience=5, progress=False, batch_size=512)
+        models[name]["params"].update(max_epochs=20, patience=5, progress=False, batch_size=32)
     models["mlp"]["grid"] = {"dropout": [0.1, 0.3]}
     models["mlp"]["params"]["hidden"] = [64, 32]
     models["mlp_permuted"]["params"]["hidden"] = [64, 32]

@@ -102,7 +102,7 @@ rule statistics:
     conda:
         "../../envs/evaluate.yaml"
     script:
-        "../../scripts/statistics.py"
+        "../../scripts/compare_models.py"
 
 
 rule collect_tuning:

@@ -3,7 +3,8 @@ whether a VAE adds anything over an ordinary network with the same inputs and th
 
 The first layer of an MLP on the concatenation [x_cell, x_drug] is W_c x_cell + W_d x_drug + b, so it is
 computed once per cell line and once per drug and added per pair: the same network, without building a
-pairs x features matrix. The response is standardized with the training pairs' mean and std (one scale
+pairs x features matrix. A training batch is a set of cell lines with all their training pairs, so each
+cell line's first layer is computed once per epoch. The response is standardized with the training pairs' mean and std (one scale
 for all drugs, so unseen drugs are predicted on the same scale). Early stopping on the validation fold's
 mean squared error; training is the shared ``drp.training.Trainer`` (GPU, checkpoints, resume).
 """
@@ -34,7 +35,7 @@ class MLPSettings:
     patience: int = 10
     learning_rate: float = 1e-3
     weight_decay: float = 1e-5
-    batch_size: int = 4096
+    batch_size: int = 128  # cell lines per batch (with all their training pairs)
     checkpoint_every: int = 10
     device: str = "auto"
     progress: bool = True
@@ -97,17 +98,22 @@ class PairMLP(DrugResponseModel):
         train = self._tensors(data.cells, data.train, trainer.device)
         validation = self._tensors(data.cells, data.validation if len(data.validation) else data.train, trainer.device)
 
-        def loss(index):
-            predicted = self.module(train["x_cells"], train["x_drugs"], train["cell"][index], train["drug"][index])
-            value = torch.mean((predicted.float() - train["y"][index]) ** 2)
-            return value, {"loss": float(value)}
+        position = torch.full((len(train["x_cells"]),), -1, dtype=torch.long, device=trainer.device)
+
+        def loss(cells):  # a batch of cell lines (indices into x_cells) with all their pairs
+            position[cells] = torch.arange(len(cells), device=trainer.device)
+            in_batch = torch.isin(train["cell"], cells)
+            predicted = self.module(train["x_cells"][cells], train["x_drugs"], position[train["cell"][in_batch]],
+                                    train["drug"][in_batch])
+            value = torch.mean((predicted.float() - train["y"][in_batch]) ** 2)
+            return value, {"loss": float(value.detach())}
 
         def validate():
             predicted = self.module(validation["x_cells"], validation["x_drugs"], validation["cell"], validation["drug"])
             mse = float(torch.mean((predicted.float() - validation["y"]) ** 2))
             return mse, {"validation_mse": mse}
 
-        self.history = trainer.fit(loss, validate, len(data.train))
+        self.history = trainer.fit(loss, validate, len(train["x_cells"]))
         self.validation_score = trainer.best_score
         self.module = trainer.module.cpu().eval()
 

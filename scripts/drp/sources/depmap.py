@@ -19,8 +19,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from .common import (OmicsView, check_views, drop_duplicate_features, read_text_table, require_columns,
-                     require_keys, truthy)
+from .common import (OmicsView, assemble, check_choice, check_views, drop_duplicate_features, read_text_table,
+                     require_columns, require_keys, require_omics, truthy)
 from .harmonize import cell_line_table
 
 SOURCE_TYPE = "depmap"
@@ -109,6 +109,18 @@ def omics_views(files: dict, views, label: str = "depmap") -> dict[str, OmicsVie
         matrix = read_mutations(files[key]) if view == "mutation" else read_gene_matrix(files[key], key)
         out[view] = OmicsView(matrix=matrix, cell_lines=models, label=f"{label}:{key}")
     return out
+
+
+def build_response_with_depmap_omics(files: dict, spec: dict, omics_files: dict | None, source_type: str,
+                                     measures: dict, response_key: str, read_response):
+    """A response-only source (CTRPv2, PRISM) joined to DepMap omics named by the data set's omics_source."""
+    check_choice(spec["response"], measures, "response", source_type)
+    omics_files = require_omics(omics_files, source_type)
+    check_views(spec["views"], VIEW_FILES, source_type, via=" through its depmap omics_source")
+    require_keys(files, [response_key], source_type, "responses")
+    response = read_response(files[response_key])
+    omics = omics_views(omics_files, spec["views"], label=f"omics_source {spec.get('omics_source', 'depmap')}")
+    return assemble(response, omics, spec, source_type, {"source_type": source_type, "response": spec["response"]})
 
 
 def build_from_files(files: dict, spec: dict, omics_files: dict | None = None):

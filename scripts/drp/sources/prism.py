@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import depmap
-from .common import (ResponseTable, assemble, check_choice, check_views, read_text_table, require_columns,
-                     require_keys, require_omics, truthy)
+from .common import ResponseTable, read_text_table, require_columns, truthy
 from .harmonize import cell_line_table
 
 SOURCE_TYPE = "prism"
@@ -62,10 +61,5 @@ def read_response(path) -> ResponseTable:
 
 def build_from_files(files: dict, spec: dict, omics_files: dict | None = None):
     """The source-registry entry point (``drp.sources.BUILDERS``)."""
-    check_choice(spec["response"], MEASURES, "response", SOURCE_TYPE)
-    omics_files = require_omics(omics_files, SOURCE_TYPE)
-    check_views(spec["views"], depmap.VIEW_FILES, SOURCE_TYPE, via=" through its depmap omics_source")
-    require_keys(files, ["response"], SOURCE_TYPE, "responses")
-    response = read_response(files["response"])
-    omics = depmap.omics_views(omics_files, spec["views"], label=f"omics_source {spec.get('omics_source', 'depmap')}")
-    return assemble(response, omics, spec, SOURCE_TYPE, {"source_type": SOURCE_TYPE, "response": "AUC"})
+    return depmap.build_response_with_depmap_omics(files, spec, omics_files, SOURCE_TYPE, MEASURES, "response",
+                                                   read_response)

@@ -1,4 +1,7 @@
-"""Rule statistics: paired tests against the best baseline, critical-difference ranking, per-drug heatmap."""
+"""Rule statistics: paired tests against the best baseline, critical-difference ranking, per-drug heatmap.
+
+(Not named statistics.py: Snakemake puts this folder on sys.path, where it would shadow the standard library.)
+"""
 
 from drp.workflow import setup_logging
 

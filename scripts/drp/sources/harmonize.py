@@ -126,6 +126,22 @@ def match_cell_lines(left: pd.DataFrame, right: pd.DataFrame, left_label: str = 
     duplicates: dict[str, dict[str, list[str]]] = {}
     conflicts: list[str] = []
 
+    def match_equal_values(left_values: pd.Series, right_values: pd.Series, matched_by: str, what: str) -> None:
+        """Pair rows whose values are equal (each side's values unique) unless their other ids disagree."""
+        right_by_value = pd.Series(right_values.index, index=right_values.values)
+        for left_key, value in left_values.items():
+            if value not in right_by_value.index:
+                continue
+            right_key = right_by_value[value]
+            disagree = _conflicts(left, right, left_key, right_key, shared_ids)
+            if disagree:
+                conflicts.append(f"{left_label} {left_key} and {right_label} {right_key} share {what} {value} "
+                                 f"but differ in {', '.join(disagree)}")
+            else:
+                pairs.append((left_key, right_key, matched_by))
+            used_left.add(left_key)  # a conflicting pair blocks both rows: which one is wrong is unknown
+            used_right.add(right_key)
+
     for column in shared_ids:
         skipped = {label: sorted(_duplicated_ids(table, column))
                    for label, table in ((left_label, left), (right_label, right))}
@@ -135,19 +151,7 @@ def match_cell_lines(left: pd.DataFrame, right: pd.DataFrame, left_label: str = 
         left_ids = left_ids[~left_ids.index.isin(used_left) & ~left_ids.isin(skipped[left_label])]
         right_ids = right[column].dropna()
         right_ids = right_ids[~right_ids.index.isin(used_right) & ~right_ids.isin(skipped[right_label])]
-        right_by_id = pd.Series(right_ids.index, index=right_ids.values)
-        for left_key, value in left_ids.items():
-            if value not in right_by_id.index:
-                continue
-            right_key = right_by_id[value]
-            disagree = _conflicts(left, right, left_key, right_key, shared_ids)
-            if disagree:
-                conflicts.append(f"{left_label} {left_key} and {right_label} {right_key} share {column} {value} "
-                                 f"but differ in {', '.join(disagree)}")
-            else:
-                pairs.append((left_key, right_key, column))
-            used_left.add(left_key)  # a conflicting pair blocks both rows: which one is wrong is unknown
-            used_right.add(right_key)
+        match_equal_values(left_ids, right_ids, column, column)
 
     collisions = {left_label: name_collisions(left), right_label: name_collisions(right)}
     if by_name:
@@ -156,19 +160,8 @@ def match_cell_lines(left: pd.DataFrame, right: pd.DataFrame, left_label: str = 
         ambiguous = set(collisions[left_label]) | set(collisions[right_label])
         left_names = left_names[~left_names.index.isin(used_left)].dropna()
         right_names = right_names[~right_names.index.isin(used_right)].dropna()
-        left_names = left_names[~left_names.isin(ambiguous)]
-        right_by_name = pd.Series(right_names.index, index=right_names.values)
-        right_by_name = right_by_name[~right_by_name.index.isin(ambiguous)]
-        for left_key, name in left_names.items():
-            if name not in right_by_name.index:
-                continue
-            right_key = right_by_name[name]
-            disagree = _conflicts(left, right, left_key, right_key, shared_ids)
-            if disagree:
-                conflicts.append(f"{left_label} {left_key} and {right_label} {right_key} share the name {name} "
-                                 f"but differ in {', '.join(disagree)}")
-                continue
-            pairs.append((left_key, right_key, "name"))
+        match_equal_values(left_names[~left_names.isin(ambiguous)], right_names[~right_names.isin(ambiguous)],
+                           "name", "the name")
 
     table = pd.DataFrame(pairs, columns=["left", "right", "matched_by"])
     by_name_only = table[table.matched_by == "name"]

@@ -9,9 +9,14 @@ metrics/view_ablation.tsv and results/cross_study/table.tsv; prints nothing it d
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+from drp.statistics import critical_difference  # noqa: E402
 
 METRICS = ["pearson", "normalized_pearson", "spearman", "rmse", "auroc", "aupr"]
 
@@ -24,7 +29,7 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
-def mode_tables(run_dir: Path) -> str:
+def mode_tables(run_dir: Path, controls: list[str]) -> str:
     summary = pd.read_csv(run_dir / "metrics" / "summary.tsv", sep="\t")
     models = list(dict.fromkeys(summary.model))
     means = summary[summary.scope == "per_drug_mean"].pivot(index="model", columns="metric", values="value")
@@ -35,6 +40,13 @@ def mode_tables(run_dir: Path) -> str:
         "reference" if m == reference else f"{tests.loc[m, 'better']} / {tests.loc[m, 'worse']} of {tests.loc[m, 'drugs_tested']}"
         for m in models]
     parts = [f"#### {run_dir.parent.name} {run_dir.name}: mean per-drug metrics", markdown(table)]
+    per_drug = pd.read_csv(run_dir / "metrics" / "per_drug.tsv", sep="\t", dtype={"drug": str})
+    ranking = critical_difference(per_drug, "pearson", [m for m in models if m not in controls])
+    ranks = ", ".join(f"{m} {r:.2f}" for m, r in ranking["average_ranks"].items())
+    parts.append(f"Mean rank by per-drug Pearson over {ranking['n_drugs']} drugs (Friedman p = "
+                 f"{ranking['friedman_p_value']:.1e}, Nemenyi CD = {ranking['critical_difference']:.2f}"
+                 + (f"; not ranked, no finite value: {', '.join(ranking['models_without_values'])}"
+                    if ranking["models_without_values"] else "") + f"): {ranks}.")
     ablation = run_dir / "metrics" / "view_ablation.tsv"
     if ablation.exists():
         change = pd.read_csv(ablation, sep="\t").query("shuffled_view != 'none'")
@@ -52,18 +64,21 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--dataset", default="gdsc2")
     parser.add_argument("--modes", nargs="+", default=["LCO", "LTO"])
+    parser.add_argument("--controls", nargs="*", default=["mlp_permuted"], help="models tested but not ranked")
     args = parser.parse_args()
     for mode in args.modes:
         run_dir = args.results / args.dataset / mode
         if (run_dir / "statistics" / "error_tests_summary.tsv").exists():
-            print(mode_tables(run_dir), end="\n\n")
+            print(mode_tables(run_dir, args.controls), end="\n\n")
     cross = args.results / "cross_study" / "table.tsv"
     if cross.exists():
         table = pd.read_csv(cross, sep="\t")
         metric = table.columns[3]
-        wide = table.pivot_table(index="model", columns="test", values=metric, sort=False).reset_index()
+        wide = table.pivot_table(index="model", columns="test", values=metric, sort=False)
+        drugs = table.drop_duplicates("test").set_index("test")["drugs"]
+        wide.columns = [f"{test} ({drugs[test]} drugs)" for test in wide.columns]
         print(f"#### Cross-study: mean per-drug {metric}, trained on {', '.join(table.train.unique())}\n")
-        print(markdown(wide))
+        print(markdown(wide.reset_index()))
 
 
 if __name__ == "__main__":

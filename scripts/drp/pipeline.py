@@ -303,13 +303,17 @@ def view_ablation(paths: Mapping, folds: list[int], spec: dict, seed: int, outpu
 
 def evaluate_view_ablation(paths: Mapping, models: list[str], min_pairs: int, output) -> None:
     """Mean per-drug Pearson per model with each view shuffled, and its change from intact views."""
-    from .metrics import pearson
+    from .metrics import fold_averaged, pearson
+
+    def pearson_of(group: pd.DataFrame) -> dict:
+        return {"n": len(group), "pearson": pearson(group.y_true, group.y_pred)}
 
     rows = []
     for name in models:
         for view, group in pd.read_parquet(paths[name]).groupby("shuffled_view"):
-            values = [pearson(g.y_true, g.y_pred) for _, g in group.groupby("drug") if len(g) >= min_pairs]
-            rows.append({"model": name, "shuffled_view": view, "pearson": np.nanmean(values), "drugs": len(values)})
+            per_drug = fold_averaged(group, pearson_of, min_pairs)
+            rows.append({"model": name, "shuffled_view": view, "pearson": per_drug["pearson"].mean(),
+                         "drugs": int(per_drug["pearson"].notna().sum())})
     table = pd.DataFrame(rows)
     intact = table[table.shuffled_view == "none"].set_index("model")["pearson"]
     table["change"] = table["pearson"] - table.model.map(intact)

@@ -141,7 +141,9 @@ def critical_difference_diagram(result: dict, output, title: str) -> None:
     ax.set_ylim(first_row + 0.32 * rows + 0.1, -1.25)  # inverted: axis on top, models hung below
     ax.set_title(f"{title}\n{result['metric'].replace('_', ' ')}: N = {result['n_drugs']} drugs, "
                  f"Friedman p = {result['friedman_p_value']:.2g}, CD = {result['critical_difference']:.2f} "
-                 f"(Nemenyi, alpha = {result['alpha']})", fontsize=10)
+                 f"(Nemenyi, alpha = {result['alpha']})"
+                 + (f"\nnot ranked (no finite value): {', '.join(result['models_without_values'])}"
+                    if result.get("models_without_values") else ""), fontsize=10)
     _save(fig, output)
 
 

@@ -250,12 +250,17 @@ def cliques(ranks: pd.Series, cd: float) -> list[list[str]]:
 def critical_difference(per_drug: pd.DataFrame, metric: str, models=None, alpha: float = 0.05) -> dict:
     """Average ranks, Friedman test and Nemenyi critical difference of ``models`` across drugs.
 
-    Drugs where any model's ``metric`` is missing or NaN are dropped (ranks need every model). Returns a
+    A model with no finite value at all is left out (listed in models_without_values: e.g. mean effects
+    under LTO, whose prediction is constant within a fold's drug, so its Pearson is undefined); then drugs
+    where any model's ``metric`` is missing or NaN are dropped (ranks need every model). Returns a
     JSON-ready dict: metric, alpha, models (best average rank first), average_ranks {model: rank},
-    n_models, n_drugs, n_drugs_dropped, friedman_statistic, friedman_p_value (NaN with fewer than 3
-    models), q_alpha, critical_difference, groups (lists of models not significantly different).
+    models_without_values, n_models, n_drugs, n_drugs_dropped, friedman_statistic, friedman_p_value (NaN
+    with fewer than 3 models), q_alpha, critical_difference, groups (lists of models not significantly
+    different).
     """
     wide = metric_matrix(per_drug, metric, models)
+    without_values = [m for m in wide.columns if wide[m].isna().all()]
+    wide = wide.drop(columns=without_values)
     complete = wide.dropna()
     k, n = complete.shape[1], len(complete)
     if k < 2 or n == 0:
@@ -266,7 +271,7 @@ def critical_difference(per_drug: pd.DataFrame, metric: str, models=None, alpha:
     cd = nemenyi_cd(k, n, alpha)
     return {
         "metric": metric, "alpha": alpha, "models": list(ranks.index),
-        "average_ranks": {m: float(r) for m, r in ranks.items()},
+        "average_ranks": {m: float(r) for m, r in ranks.items()}, "models_without_values": without_values,
         "n_models": k, "n_drugs": n, "n_drugs_dropped": len(wide) - n,
         "friedman_statistic": float(friedman.statistic) if friedman else float("nan"),
         "friedman_p_value": float(friedman.pvalue) if friedman else float("nan"),

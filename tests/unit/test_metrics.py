@@ -185,11 +185,11 @@ def test_metric_values_ignore_pairs_without_a_threshold_for_ranking():
 
 def synthetic_evaluation(seed: int = 0):
     rng = np.random.default_rng(seed)
-    cells = [f"SYNCELL{i:02d}" for i in range(12)]
+    cells = [f"SYNCELL{i:02d}" for i in range(24)]
     drugs = [f"DRUG{j}" for j in range(4)]
     response = pd.DataFrame([(c, d) for c in cells for d in drugs], columns=["cell_line", "drug"])
-    response["response"] = rng.normal(size=len(response)) + np.repeat(np.arange(12), 4) * 0.3
-    splits = response[["cell_line", "drug"]].assign(fold=np.repeat(np.arange(12) % 3, 4))
+    response["response"] = rng.normal(size=len(response)) + np.repeat(np.arange(24), 4) * 0.3
+    splits = response[["cell_line", "drug"]].assign(fold=np.repeat(np.arange(24) % 3, 4))
     test = response.merge(splits).rename(columns={"response": "y_true"})
     drug_mean = response.groupby("drug")["response"].mean()
     baseline = test.assign(y_pred=test.drug.map(drug_mean) + rng.normal(scale=0.1, size=len(test)))
@@ -201,19 +201,22 @@ def test_evaluate_models_tables():
     response, splits, predictions = synthetic_evaluation()
     per_drug, summary = evaluate_models(predictions, "mean_effects", training_thresholds(response, splits),
                                         lower_is_sensitive=True, min_pairs=5)
-    assert list(per_drug.columns) == ["model", "drug", "n", *METRICS]
+    assert list(per_drug.columns) == ["model", "drug", "n", "folds", *METRICS]
     assert len(per_drug) == 2 * 4
     for model in predictions:
         assert sorted(per_drug.loc[per_drug.model == model, "drug"]) == [f"DRUG{j}" for j in range(4)]
-    assert (per_drug["n"] == 12).all()
+    assert (per_drug["n"] == 24).all() and (per_drug["folds"] == 3).all()
 
+    # each metric is computed within a test fold, then averaged over the three folds
     good = predictions["good"]
     row = per_drug[(per_drug.model == "good") & (per_drug.drug == "DRUG2")].iloc[0]
-    one = good[good.drug == "DRUG2"]
-    assert row["pearson"] == pytest.approx(np.corrcoef(one.y_true, one.y_pred)[0, 1])
-    assert row["rmse"] == pytest.approx(np.sqrt(np.mean((one.y_true - one.y_pred) ** 2)))
-    base = predictions["mean_effects"].set_index(["cell_line", "drug"]).loc[list(zip(one.cell_line, one.drug)), "y_pred"]
-    assert row["normalized_pearson"] == pytest.approx(pearson(one.y_true - base.values, one.y_pred - base.values))
+    folds = [g for _, g in good[good.drug == "DRUG2"].groupby("fold")]
+    base = predictions["mean_effects"].set_index(["cell_line", "drug"])["y_pred"]
+    assert row["pearson"] == pytest.approx(np.mean([np.corrcoef(f.y_true, f.y_pred)[0, 1] for f in folds]))
+    assert row["rmse"] == pytest.approx(np.mean([np.sqrt(np.mean((f.y_true - f.y_pred) ** 2)) for f in folds]))
+    expected = [pearson(f.y_true - b, f.y_pred - b)
+                for f in folds for b in [base.loc[list(zip(f.cell_line, f.drug))].values]]
+    assert row["normalized_pearson"] == pytest.approx(np.mean(expected))
     # the baseline compared with itself has nothing left to explain
     assert per_drug.loc[per_drug.model == "mean_effects", "normalized_pearson"].isna().all()
 
@@ -225,7 +228,8 @@ def test_evaluate_models_tables():
     good_rows = per_drug[per_drug.model == "good"]
     assert table.loc[("good", "per_drug_mean", "pearson"), "value"] == pytest.approx(good_rows.pearson.mean())
     assert table.loc[("good", "per_drug_median", "rmse"), "value"] == pytest.approx(good_rows.rmse.median())
-    assert table.loc[("good", "pooled", "pearson"), "value"] == pytest.approx(np.corrcoef(good.y_true, good.y_pred)[0, 1])
+    assert table.loc[("good", "pooled", "pearson"), "value"] == pytest.approx(
+        np.mean([np.corrcoef(f.y_true, f.y_pred)[0, 1] for _, f in good.groupby("fold")]))
     assert table.loc[("good", "pooled", "pearson"), "n"] == len(good)
     assert table.loc[("good", "per_drug_mean", "pearson"), "n"] == 4
     assert table.loc[("mean_effects", "per_drug_mean", "normalized_pearson"), "n"] == 0
@@ -233,8 +237,32 @@ def test_evaluate_models_tables():
 
 def test_evaluate_models_min_pairs_drops_small_drugs():
     response, splits, predictions = synthetic_evaluation()
-    trimmed = {name: frame[(frame.drug != "DRUG0") | frame.cell_line.isin(["SYNCELL00", "SYNCELL01"])]
-               for name, frame in predictions.items()}
-    per_drug, _ = evaluate_models(trimmed, "mean_effects", training_thresholds(response, splits), lower_is_sensitive=False, min_pairs=5)
+    # DRUG0 keeps 6 cell lines of fold 0 and 2 of each other fold; every other drug has 8 per fold
+    keep = [f"SYNCELL{i:02d}" for i in (0, 3, 6, 9, 12, 15, 1, 4, 2, 5)]
+    trimmed = {name: frame[(frame.drug != "DRUG0") | frame.cell_line.isin(keep)] for name, frame in predictions.items()}
+    thresholds = training_thresholds(response, splits)
+    per_drug, _ = evaluate_models(trimmed, "mean_effects", thresholds, lower_is_sensitive=False, min_pairs=5)
+    assert per_drug.loc[per_drug.drug == "DRUG0", "folds"].tolist() == [1, 1]  # only fold 0 has 5 pairs
+    assert per_drug.loc[per_drug.drug == "DRUG0", "n"].tolist() == [6, 6]
+    per_drug, _ = evaluate_models(trimmed, "mean_effects", thresholds, lower_is_sensitive=False, min_pairs=7)
     assert "DRUG0" not in set(per_drug.drug)
     assert len(per_drug) == 2 * 3
+
+
+def test_group_held_out_drug_mean_predictor_is_not_anticorrelated():
+    """Synthetic LTO: each fold holds out one tissue and predicts the drug's mean over the other tissues.
+    Pooled over folds this constant-per-fold prediction is anti-correlated with the truth (a sensitive
+    held-out tissue raises its fold's training mean); within each fold it has no Pearson at all."""
+    tissue_means = np.array([-2.0, 0.0, 2.0])
+    rng = np.random.default_rng(3)
+    rows = [(f"SYNCELL{t}{i}", "DRUG0", tissue_means[t] + rng.normal(scale=0.5), t) for t in range(3) for i in range(10)]
+    test = pd.DataFrame(rows, columns=["cell_line", "drug", "y_true", "fold"])
+    training_mean = {t: test.loc[test.fold != t, "y_true"].mean() for t in range(3)}
+    drug_mean = test.assign(y_pred=test.fold.map(training_mean))
+    assert np.corrcoef(drug_mean.y_true, drug_mean.y_pred)[0, 1] < -0.8  # the pooled artifact
+    response = test.rename(columns={"y_true": "response"})[["cell_line", "drug", "response"]]
+    per_drug, summary = evaluate_models({"mean_effects": drug_mean}, "mean_effects",
+                                        training_thresholds(response, test[["cell_line", "drug", "fold"]]),
+                                        lower_is_sensitive=True, min_pairs=5)
+    assert np.isnan(per_drug["pearson"].iloc[0]) and per_drug["folds"].iloc[0] == 3
+    assert np.isnan(summary.set_index(["scope", "metric"]).loc[("pooled", "pearson"), "value"])

@@ -171,6 +171,16 @@ def test_nan_drugs_are_dropped():
         assert result["average_ranks"] == pytest.approx({"A": 5 / 3, "B": 2.5, "C": 5.5 / 3})
 
 
+def test_model_without_any_value_is_left_out_not_every_drug(tmp_path):
+    """Mean effects under LTO has no per-drug Pearson anywhere: the others are still ranked on every drug."""
+    frame = pd.concat([_per_drug(TABLE), pd.DataFrame({"model": "D", "drug": list(TABLE), "pearson": np.nan})])
+    result = critical_difference(frame, "pearson")
+    assert result["models_without_values"] == ["D"] and result["n_models"] == 3 and result["n_drugs"] == 3
+    assert result["average_ranks"] == pytest.approx({"A": 5 / 3, "B": 2.5, "C": 5.5 / 3})
+    per_drug_heatmap(frame, "pearson", tmp_path / "heatmap.png", "synthetic")
+    assert _is_png(tmp_path / "heatmap.png")
+
+
 @pytest.mark.parametrize("k, q", [(2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728), (6, 2.850)])
 def test_nemenyi_q_matches_demsar_table(k, q):
     assert nemenyi_q(k, 0.05) == pytest.approx(q, abs=1e-3)

@@ -311,7 +311,7 @@ def evaluate_view_ablation(paths: Mapping, models: list[str], min_pairs: int, ou
     rows = []
     for name in models:
         for view, group in pd.read_parquet(paths[name]).groupby("shuffled_view"):
-            per_drug = fold_averaged(group, pearson_of, min_pairs)
+            per_drug = fold_averaged(group, pearson_of, min_pairs).reindex(columns=["drug", "pearson"])
             rows.append({"model": name, "shuffled_view": view, "pearson": per_drug["pearson"].mean(),
                          "drugs": int(per_drug["pearson"].notna().sum())})
     table = pd.DataFrame(rows)

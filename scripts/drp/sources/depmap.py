@@ -111,12 +111,17 @@ def omics_views(files: dict, views, label: str = "depmap") -> dict[str, OmicsVie
     return out
 
 
+def check_omics_source_views(views, source_type: str) -> None:
+    """The views a data set of ``source_type`` asks of the DepMap files of its ``omics_source``."""
+    check_views(views, VIEW_FILES, source_type, via=" through its depmap omics_source")
+
+
 def check_own_or_depmap_views(views, own_views, source_type: str, omics_files: dict | None) -> None:
     """A source with omics of its own that a data set may replace by DepMap's (``omics_source``)."""
     if omics_files is None:
         check_views(views, own_views, source_type)
     else:
-        check_views(views, VIEW_FILES, source_type, via=" through its depmap omics_source")
+        check_omics_source_views(views, source_type)
 
 
 def omics_source_views(omics_files: dict, spec: dict) -> dict[str, OmicsView]:
@@ -129,7 +134,7 @@ def build_response_with_depmap_omics(files: dict, spec: dict, omics_files: dict 
     """A response-only source (CTRPv2, PRISM) joined to DepMap omics named by the data set's omics_source."""
     check_choice(spec["response"], measures, "response", source_type)
     omics_files = require_omics(omics_files, source_type)
-    check_views(spec["views"], VIEW_FILES, source_type, via=" through its depmap omics_source")
+    check_omics_source_views(spec["views"], source_type)
     require_keys(files, [response_key], source_type, "responses")
     response = read_response(files[response_key])
     return assemble(response, omics_source_views(omics_files, spec), spec, source_type, {"source_type": source_type, "response": spec["response"]})

@@ -23,21 +23,22 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
-from drp import models  # noqa: E402
+from drp import input_names, models  # noqa: E402
+from drp.dataset import read_drugs  # noqa: E402
 from drp.models.base import TrainingData  # noqa: E402
-from drp.pipeline import FEATURES_PREFIX, _cell_line_data, fold_pairs  # noqa: E402
+from drp.stages.train import cell_line_data, fold_pairs  # noqa: E402
 
 
 def load_fold(dataset: str, mode: str, fold: int, views: list[str]) -> TrainingData:
     root = REPO / "results" / dataset
     paths = {"response": root / "data" / "response.parquet", "splits": root / "splits" / f"{mode}.tsv",
-             **{f"{FEATURES_PREFIX}{v}": root / mode / f"fold{fold}" / "features" / f"{v}.h5ad" for v in views}}
+             **{input_names.features(v): root / mode / f"fold{fold}" / "features" / f"{v}.h5ad" for v in views}}
     pairs = fold_pairs(paths, fold)
     columns = ["cell_line", "drug", "response"]
     train, validation = pairs.loc[pairs.role == "train", columns], pairs.loc[pairs.role == "validation", columns]
-    cells = _cell_line_data(paths).subset(sorted(set(train.cell_line) | set(validation.cell_line)))
+    cells = cell_line_data(paths).subset(sorted(set(train.cell_line) | set(validation.cell_line)))
     return TrainingData(cells, train.reset_index(drop=True), validation.reset_index(drop=True),
-                        pd.read_csv(root / "data" / "drugs.tsv", sep="\t"), lower_is_sensitive=True, seed=0)
+                        read_drugs(root / "data" / "drugs.tsv"), lower_is_sensitive=True, seed=0)
 
 
 def time_fit(spec: dict, data: TrainingData, device: str, batch_size: int | None, epochs: int) -> dict:

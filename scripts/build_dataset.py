@@ -2,13 +2,9 @@
 
 from pathlib import Path
 
-from drp.workflow import setup_logging
+from drp.workflow import run_stage
 
-setup_logging(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
+sm = snakemake  # noqa: F821 (Snakemake injects `snakemake`)
 
-from drp.sources import builder, split_inputs  # noqa: E402
-
-build = builder(snakemake.params.source_type)  # noqa: F821
-files, omics_files = split_inputs(dict(snakemake.input))  # noqa: F821 (omics__<key>: the omics source's files)
-dataset = build(files, snakemake.params.dataset, omics_files=omics_files)  # noqa: F821
-dataset.write(Path(snakemake.output.meta).parent)  # noqa: F821
+run_stage(sm, "drp.stages.prepare:build_dataset", sm.input, sm.params.source_type, sm.params.dataset,
+          Path(sm.output.meta).parent)

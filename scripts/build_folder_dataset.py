@@ -2,12 +2,8 @@
 
 from pathlib import Path
 
-from drp.workflow import setup_logging
+from drp.workflow import run_stage
 
-setup_logging(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
+sm = snakemake  # noqa: F821 (Snakemake injects `snakemake`)
 
-from drp.sources.folder import build_from_files  # noqa: E402
-
-# Everything is read and checked before the first output is written (each one atomically).
-dataset = build_from_files(dict(snakemake.input), snakemake.params.dataset)  # noqa: F821
-dataset.write(Path(snakemake.output.meta).parent)  # noqa: F821
+run_stage(sm, "drp.stages.prepare:build_folder_dataset", sm.input, sm.params.dataset, Path(sm.output.meta).parent)

@@ -1,9 +1,7 @@
 """Rule build_perturbations_<name>: LINCS L1000 (control, treated) pairs for a data set's cell lines and drugs."""
 
-from drp.workflow import setup_logging
+from drp.workflow import run_stage
 
-setup_logging(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
+sm = snakemake  # noqa: F821 (Snakemake injects `snakemake`)
 
-from drp.pipeline import build_perturbations  # noqa: E402
-
-build_perturbations(snakemake.input, snakemake.params.settings, snakemake.output[0])  # noqa: F821
+run_stage(sm, "drp.stages.prepare:build_perturbations", sm.input, sm.params.settings, sm.output[0])

@@ -4,12 +4,10 @@ when a verified copy is there."""
 
 import sys
 
-from drp.workflow import setup_logging
+from drp.workflow import run_stage
 
-setup_logging(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
-
-from drp.sources.fetch import fetch_source  # noqa: E402
+sm = snakemake  # noqa: F821 (Snakemake injects `snakemake`)
 
 # Progress bars only on a terminal; redirected to a file they would be a wall of carriage returns.
-fetch_source(snakemake.params.source, dict(snakemake.output), snakemake.output.manifest,  # noqa: F821
-             progress=sys.stderr.isatty())
+run_stage(sm, "drp.acquire.fetch:fetch_source", sm.params.source, dict(sm.output), sm.output.manifest,
+          progress=sys.stderr.isatty())

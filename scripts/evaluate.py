@@ -1,11 +1,10 @@
-"""Rule evaluate: per-drug and pooled metrics of every model against the mean-effects baseline."""
+"""Rule evaluate: metrics, paired tests, ranking, tuning record, view randomization and figures of one split mode."""
 
-from drp.workflow import setup_logging
+from drp.workflow import run_stage
 
-setup_logging(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
+sm = snakemake  # noqa: F821 (Snakemake injects `snakemake`)
 
-from drp.pipeline import evaluate  # noqa: E402
-
-evaluate(snakemake.input, snakemake.output, models=snakemake.params.models,  # noqa: F821
-         baseline=snakemake.params.baseline, min_pairs=snakemake.params.min_pairs,  # noqa: F821
-         title=f"{snakemake.wildcards.dataset} {snakemake.wildcards.mode}")  # noqa: F821
+run_stage(sm, "drp.stages.evaluate:evaluate", sm.input, dict(sm.output), models=sm.params.models,
+          baseline=sm.params.baseline, baselines=sm.params.baselines, controls=sm.params.controls,
+          metric=sm.params.metric, min_pairs=sm.params.min_pairs, alpha=sm.params.alpha,
+          title=f"{sm.wildcards.dataset} {sm.wildcards.mode}")

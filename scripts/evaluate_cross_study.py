@@ -1,10 +1,8 @@
 """Rule evaluate_cross_study: per-drug metrics of every model on the target data set."""
 
-from drp.workflow import setup_logging
+from drp.workflow import run_stage
 
-setup_logging(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
+sm = snakemake  # noqa: F821 (Snakemake injects `snakemake`)
 
-from drp.pipeline import evaluate_cross_study  # noqa: E402
-
-evaluate_cross_study(snakemake.input, snakemake.output, models=snakemake.params.models,
-                     baseline=snakemake.params.baseline, min_pairs=snakemake.params.min_pairs)  # noqa: F821
+run_stage(sm, "drp.stages.cross_study:evaluate_cross_study", sm.input, sm.output, models=sm.params.models,
+          baseline=sm.params.baseline, min_pairs=sm.params.min_pairs)

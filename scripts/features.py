@@ -1,15 +1,9 @@
 """Rule features_<name>: select and scale every view's features on the fold's training cell lines."""
 
-from drp.workflow import setup_logging
+from drp.workflow import run_stage
 
-setup_logging(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
+sm = snakemake  # noqa: F821 (Snakemake injects `snakemake`)
 
-from drp.pipeline import preprocess_views  # noqa: E402
-
-preprocess_views(
-    {view: snakemake.input[view] for view in snakemake.params.settings},  # noqa: F821
-    snakemake.input.splits,  # noqa: F821
-    fold=int(snakemake.wildcards.fold),  # noqa: F821
-    settings=snakemake.params.settings,  # noqa: F821
-    outputs={view: snakemake.output[view] for view in snakemake.params.settings},  # noqa: F821
-)
+run_stage(sm, "drp.stages.prepare:preprocess_views", {view: sm.input[view] for view in sm.params.settings},
+          sm.input.splits, fold=int(sm.wildcards.fold), settings=sm.params.settings,
+          outputs={view: sm.output[view] for view in sm.params.settings})

@@ -1,10 +1,8 @@
-"""Rule predict_cross_study: a source fold model predicts the target data set's cell lines assigned to it."""
+"""Rule predict_cross_study_<dataset>: one model's cell-blind fold models predict every target data set."""
 
-from drp.workflow import setup_logging
+from drp.workflow import run_stage
 
-setup_logging(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
+sm = snakemake  # noqa: F821 (Snakemake injects `snakemake`)
 
-from drp.pipeline import predict_cross_study  # noqa: E402
-
-predict_cross_study(snakemake.input, folds=snakemake.params.folds, spec=snakemake.params.spec,
-                    output=snakemake.output[0])  # noqa: F821
+run_stage(sm, "drp.stages.cross_study:predict_cross_study", sm.input, folds=sm.params.folds, spec=sm.params.spec,
+          outputs=dict(sm.output))

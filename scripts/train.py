@@ -1,16 +1,9 @@
-"""Rule train: fit one model on one outer fold's training pairs and save it."""
+"""Rule train / train_gpu: fit one model on one outer fold (choosing among its grid candidates on the
+validation fold), then write its test predictions and view-randomization predictions."""
 
-from drp.workflow import setup_logging
+from drp.workflow import run_stage
 
-setup_logging(snakemake)  # noqa: F821 (Snakemake injects `snakemake`)
+sm = snakemake  # noqa: F821 (Snakemake injects `snakemake`)
 
-from drp.pipeline import train  # noqa: E402
-
-train(
-    snakemake.input,  # noqa: F821
-    fold=int(snakemake.wildcards.fold),  # noqa: F821
-    spec=snakemake.params.spec,  # noqa: F821
-    seed=snakemake.params.seed,  # noqa: F821
-    threads=snakemake.threads,  # noqa: F821
-    output_dir=snakemake.output[0],  # noqa: F821
-)
+run_stage(sm, "drp.stages.train:train", sm.input, fold=int(sm.wildcards.fold), spec=sm.params.spec, seed=sm.params.seed,
+          threads=sm.threads, outputs=dict(sm.output))

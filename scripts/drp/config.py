@@ -20,7 +20,8 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 def _message(error: jsonschema.ValidationError) -> str:
     """jsonschema's message, or the failing subschema's own ``errorMessage`` where it has one."""
     if isinstance(error.schema, dict) and "errorMessage" in error.schema:
-        return error.schema["errorMessage"]
+        message = error.schema["errorMessage"]
+        return f"{error.instance!r}: {message}" if isinstance(error.instance, str) else message
     return error.message
 
 
@@ -40,7 +41,7 @@ def _set_defaults(validator_class):
 
 def _evaluation_problems(config: dict) -> list[str]:
     """Baselines among the run's models, cross-study data sets defined, and the equal tuning budget."""
-    from .pipeline import grid_candidates
+    from .models.selection import grid_candidates
 
     evaluation, run_models = config["evaluation"], config["run"]["models"]
     problems = [f"evaluation.baselines: {name!r} must be one of run.models ({run_models})"

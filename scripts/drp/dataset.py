@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
 from .io import write_h5ad, write_json, write_table
+
+if TYPE_CHECKING:  # anndata is imported where views are read or made: jobs that read tables skip it
+    import anndata as ad
 
 UNKNOWN_TISSUE = "unknown"
 
@@ -95,28 +98,47 @@ class Dataset:
             "provenance": self.provenance,
         })
 
-    @staticmethod
-    def read_meta(directory: str | Path) -> dict:
-        return json.loads((Path(directory) / "dataset.json").read_text())
-
-    @staticmethod
-    def read_cell_lines(path: str | Path) -> pd.DataFrame:
-        """The cell-line annotations (``cell_lines.tsv``), indexed by cell line."""
-        table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
-        return table.set_index("cell_line")
-
     @classmethod
     def read(cls, directory: str | Path, views: list[str] | None = None) -> "Dataset":
         directory = Path(directory)
-        meta = cls.read_meta(directory)
+        meta = read_meta(directory / "dataset.json")
         return cls(
-            views={name: ad.read_h5ad(directory / f"{name}.h5ad") for name in (views or meta["views"])},
-            response=pd.read_parquet(directory / "response.parquet"),
-            drugs=pd.read_csv(directory / "drugs.tsv", sep="\t", keep_default_na=False, dtype=str),
+            views={name: read_view(directory / f"{name}.h5ad") for name in (views or meta["views"])},
+            response=read_response(directory / "response.parquet"),
+            drugs=read_drugs(directory / "drugs.tsv"),
             measure=meta["measure"],
             lower_is_sensitive=meta["lower_is_sensitive"],
             provenance=meta.get("provenance", {}),
         )
+
+
+# Readers of the canonical files, one per file kind: every stage reads a built data set through these.
+def read_meta(path: str | Path) -> dict:
+    """``dataset.json``: measure, direction (``lower_is_sensitive``), views, counts, provenance."""
+    return json.loads(Path(path).read_text())
+
+
+def read_response(path: str | Path) -> pd.DataFrame:
+    """``response.parquet``: one row per (cell_line, drug) with its response; ids as strings."""
+    return pd.read_parquet(path)
+
+
+def read_drugs(path: str | Path) -> pd.DataFrame:
+    """``drugs.tsv``: drug, smiles (empty when unknown); every value as text (a drug may be named NA)."""
+    return pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+
+
+def read_cell_lines(path: str | Path) -> pd.DataFrame:
+    """``cell_lines.tsv``: the cell-line annotations, indexed by cell line."""
+    table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+    return table.set_index("cell_line")
+
+
+def read_view(path: str | Path) -> "ad.AnnData":
+    """An omics view (``<view>.h5ad``), raw or preprocessed per fold."""
+    import anndata as ad
+
+    return ad.read_h5ad(path)
 
 
 def aggregate_duplicates(response: pd.DataFrame, how: str) -> pd.DataFrame:
@@ -134,8 +156,10 @@ def aggregate_duplicates(response: pd.DataFrame, how: str) -> pd.DataFrame:
     return means.rename("response").reset_index()
 
 
-def make_view(matrix: np.ndarray, cell_lines, features, obs: pd.DataFrame) -> ad.AnnData:
+def make_view(matrix: np.ndarray, cell_lines, features, obs: pd.DataFrame) -> "ad.AnnData":
     """A view in the canonical form: dense float32 X, string ids, tissue in obs."""
+    import anndata as ad
+
     view = ad.AnnData(
         X=np.ascontiguousarray(matrix, dtype=np.float32),
         obs=obs.loc[list(cell_lines)].copy(),

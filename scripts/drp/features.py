@@ -9,7 +9,6 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 
 from .splits import TEST, fold_roles
 
@@ -20,7 +19,20 @@ def training_cell_lines(splits: pd.DataFrame, test_fold: int) -> pd.Index:
     return pd.Index(sorted(splits.loc[roles != TEST, "cell_line"].unique()), name="cell_line")
 
 
-def fit_transform_view(view: ad.AnnData, train_cells: pd.Index, n_features: int | None, scale: bool,
+def scaling_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation (unbiased, n - 1) of training cell lines, computed as
+    scanpy's ``pp.scale`` does (mean of squares minus squared mean), with a zero std replaced by 1; in numpy,
+    because importing scanpy costs a job seconds for a few lines of arithmetic."""
+    mean = X.mean(axis=0, dtype=np.float64)
+    var = (X * X).mean(axis=0, dtype=np.float64) - mean**2
+    if len(X) > 1:
+        var *= len(X) / (len(X) - 1)
+    std = np.sqrt(var)
+    std[std == 0] = 1
+    return mean, std
+
+
+def fit_transform_view(view: ad.AnnData, train_cells: pd.Index, n_features: int | None = None, scale: bool = True,
                        clip: float | None = None) -> ad.AnnData:
     """Select the ``n_features`` most variable features and z-score them, both on ``train_cells``.
 
@@ -33,11 +45,8 @@ def fit_transform_view(view: ad.AnnData, train_cells: pd.Index, n_features: int 
     keep = candidates[np.argsort(-variance[candidates], kind="stable")][: n_features or len(candidates)]
     keep = np.sort(keep)
 
-    train = train[:, keep].copy()
-    train.X = np.asarray(train.X, dtype=np.float64)  # float32 variance loses precision for large means
-    if scale:
-        sc.pp.scale(train, zero_center=True, max_value=clip)
-        mean, std = train.var["mean"].to_numpy(), train.var["std"].to_numpy()
+    if scale:  # float32 variance loses precision for large means
+        mean, std = scaling_statistics(np.asarray(train.X[:, keep], dtype=np.float64))
     else:
         mean, std = np.zeros(len(keep)), np.ones(len(keep))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import anndata as ad
 import matplotlib
 
 matplotlib.use("Agg")  # batch jobs have no display
@@ -12,11 +11,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .dataset import read_view  # noqa: E402
 from .io import atomic_path, write_text  # noqa: E402
 from .metrics import pearson  # noqa: E402
 from .statistics import LOWER_IS_BETTER  # noqa: E402
 
 DISTRIBUTION_METRICS = ("pearson", "normalized_pearson", "spearman", "auroc")
+MAX_PANEL_COLUMNS = 4  # predicted-vs-observed panels per row; more models wrap onto further rows
+OTHER_COLOUR = "#c7c7c7"  # light grey for the tissues beyond the palette
+
+
+def tissue_palette() -> list:
+    """Distinct colours for tissues: tab20 without its two greys (kept for "other"), the ten strong hues first
+    and their light variants after, so the largest tissues get the most different colours."""
+    colours = [c for i, c in enumerate(plt.get_cmap("tab20").colors) if i not in (14, 15)]
+    return colours[0::2] + colours[1::2]
 
 
 def _save(fig, path) -> None:
@@ -28,7 +37,9 @@ def _save(fig, path) -> None:
 def per_drug_distributions(per_drug: pd.DataFrame, path, title: str) -> None:
     """Box plots with every drug as a point: one panel per metric, one box per model."""
     models = list(dict.fromkeys(per_drug["model"]))
-    fig, axes = plt.subplots(1, len(DISTRIBUTION_METRICS), figsize=(4 * len(DISTRIBUTION_METRICS), 4), squeeze=False)
+    width = max(4.0, 1.0 + 0.45 * len(models))  # room for the rotated model names when there are many
+    fig, axes = plt.subplots(1, len(DISTRIBUTION_METRICS), figsize=(width * len(DISTRIBUTION_METRICS), 4),
+                             squeeze=False, layout="constrained")  # the suptitle gets its own space
     rng = np.random.default_rng(0)
     for ax, metric in zip(axes[0], DISTRIBUTION_METRICS):
         values = [per_drug.loc[per_drug.model == m, metric].dropna().to_numpy() for m in models]
@@ -43,11 +54,21 @@ def per_drug_distributions(per_drug: pd.DataFrame, path, title: str) -> None:
 
 
 def predicted_vs_observed(predictions: dict[str, pd.DataFrame], path, title: str, measure: str) -> None:
-    """Hexbin density of predicted against observed response, one panel per model."""
-    fig, axes = plt.subplots(1, len(predictions), figsize=(4.2 * len(predictions), 4), squeeze=False)
+    """Hexbin density of predicted against observed response, one panel per model.
+
+    At most ``MAX_PANEL_COLUMNS`` panels a row; constrained layout keeps the suptitle above the (two-line)
+    panel titles and each row's titles clear of the axis labels of the row above.
+    """
+    n = max(len(predictions), 1)
+    ncols = min(n, MAX_PANEL_COLUMNS)
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 4 * nrows + 0.4), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(predictions):]:
+        ax.axis("off")
     every = pd.concat(predictions.values())
     limits = np.nanpercentile(np.r_[every.y_true, every.y_pred], [0.5, 99.5])
-    for ax, (name, frame) in zip(axes[0], predictions.items()):
+    for ax, (name, frame) in zip(axes.flat, predictions.items()):
         ax.hexbin(frame.y_true, frame.y_pred, gridsize=50, bins="log", cmap="viridis", extent=(*limits, *limits))
         ax.plot(limits, limits, color="white", lw=0.8)
         ax.set_title(f"{name}\npooled r = {pearson(frame.y_true, frame.y_pred):.3f}, n = {len(frame)}")
@@ -79,41 +100,59 @@ def placeholder_figure(path, message: str) -> None:
 
 
 def latent_umap(latent_path, path, seed: int, title: str) -> None:
-    """UMAP (scanpy) of latent means, coloured by tissue; held-out cell lines drawn as crosses."""
+    """UMAP (scanpy) of latent means, coloured by tissue; held-out cell lines drawn as crosses.
+
+    The largest tissues (by number of cell lines, as many as ``tissue_palette`` has colours) each get their own
+    colour and legend entry; any further tissues are drawn in light grey, underneath, as one "other" entry.
+    """
     import scanpy as sc  # slow to import: only the UMAP needs it
 
-    latent = ad.read_h5ad(latent_path)
+    latent = read_view(latent_path)
     sc.pp.neighbors(latent, use_rep="X", n_neighbors=15, random_state=seed)
     sc.tl.umap(latent, random_state=seed)
     coords = latent.obsm["X_umap"]
-    tissues = sorted(latent.obs["tissue"].astype(str).unique())
-    colours = plt.get_cmap("tab20")(np.linspace(0, 1, max(len(tissues), 2)))
+    tissue = latent.obs["tissue"].astype(str).to_numpy()
+    palette = tissue_palette()
+    names, counts = np.unique(tissue, return_counts=True)
+    by_size = sorted(zip(names, counts), key=lambda item: (-item[1], item[0]))  # ties: alphabetical
+    labelled = by_size[:len(palette)]
+    rest = by_size[len(labelled):]
     fig, ax = plt.subplots(figsize=(8.5, 6))
     held_out = ~latent.obs["in_training"].to_numpy(bool)
-    for colour, tissue in zip(colours, tissues):
-        own = (latent.obs["tissue"].astype(str) == tissue).to_numpy()
-        ax.scatter(*coords[own & ~held_out].T, s=10, color=colour, label=tissue)
-        ax.scatter(*coords[own & held_out].T, s=22, color=colour, marker="x")
+    if rest:
+        own = np.isin(tissue, [name for name, _ in rest])
+        ax.scatter(*coords[own & ~held_out].T, s=8, color=OTHER_COLOUR, zorder=1,
+                   label=f"other ({len(rest)} tissues, n = {sum(c for _, c in rest)})")
+        ax.scatter(*coords[own & held_out].T, s=18, color=OTHER_COLOUR, marker="x", zorder=1)
+    for colour, (name, count) in zip(palette, labelled):
+        own = tissue == name
+        ax.scatter(*coords[own & ~held_out].T, s=10, color=colour, label=f"{name} (n = {count})", zorder=2)
+        ax.scatter(*coords[own & held_out].T, s=22, color=colour, marker="x", zorder=2)
     ax.set_xlabel("UMAP 1")
     ax.set_ylabel("UMAP 2")
     ax.set_title(f"{title}\n(x: held-out test cell lines, encoded after training)")
-    ax.legend(fontsize=7, markerscale=1.5, bbox_to_anchor=(1.01, 1), loc="upper left")
+    handles, labels = ax.get_legend_handles_labels()
+    if rest:  # "other" was drawn first (underneath) but is listed last
+        handles, labels = handles[1:] + handles[:1], labels[1:] + labels[:1]
+    ax.legend(handles, labels, fontsize=7, markerscale=1.5, bbox_to_anchor=(1.01, 1), loc="upper left")
     _save(fig, path)
 
 
 def training_history(model_dirs: list, path, title: str) -> None:
     """Training loss and validation score per epoch, one line per fold."""
-    fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(11, 4))
-    for fold, directory in enumerate(model_dirs):
+    fig, (loss_ax, val_ax) = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    n = len(model_dirs)
+    colours = plt.get_cmap("tab10").colors if n <= 10 else plt.get_cmap("turbo")(np.linspace(0.05, 0.95, n))
+    for fold, (directory, colour) in enumerate(zip(model_dirs, colours)):
         history = pd.read_csv(Path(directory) / "history.tsv", sep="\t")
-        loss_ax.plot(history.epoch, history["loss"], lw=1, label=f"fold {fold}")
-        line, = val_ax.plot(history.epoch, history.validation_score, lw=1, label=f"fold {fold}")
+        loss_ax.plot(history.epoch, history["loss"], lw=1, color=colour, label=f"fold {fold}")
+        line, = val_ax.plot(history.epoch, history.validation_score, lw=1, color=colour, label=f"fold {fold}")
         best = history.validation_score.idxmin()
         val_ax.scatter(history.epoch[best], history.validation_score[best], color=line.get_color(), zorder=3)
     loss_ax.set_yscale("log")
     loss_ax.set(xlabel="epoch", ylabel="training loss (per cell line)", title="training loss")
     val_ax.set(xlabel="epoch", ylabel="validation score (lower is better)", title="early-stopping criterion")
-    val_ax.legend(fontsize=8)
+    val_ax.legend(fontsize=8, ncol=1 if n <= 10 else 2)
     fig.suptitle(title)
     _save(fig, path)
 

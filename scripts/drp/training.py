@@ -43,7 +43,7 @@ class TrainerSettings:
     max_epochs: int = 300
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
-    batch_size: int | None = None  # None: full batch (fastest on a GPU, see design.md)
+    batch_size: int | None = None  # None: full batch (fastest on a GPU: per-batch kernel launches dominate otherwise)
     patience: int = 30
     min_epochs: int = 20
     checkpoint_every: int = 25

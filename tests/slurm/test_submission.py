@@ -23,8 +23,10 @@ import yaml
 from slurm_fixture import FIXTURE, PROFILE, REPO, fixture_config, load_profile, option, wrapped_jobs
 
 # One training job, as Snakemake names it in the wrapped command and as the plugin names it in the job comment.
-FAILING_JOB = ("train", (("dataset", "gdsc2"), ("fold", "1"), ("mode", "LCO"), ("model", "drvae")))
-FAILING_COMMENT = "rule_train_wildcards_gdsc2_LCO_1_drvae"
+FAILING_JOB = ("train_gpu", (("dataset", "gdsc2"), ("fold", "1"), ("mode", "LCO"), ("model", "drvae")))
+FAILING_COMMENT = "rule_train_gpu_wildcards_gdsc2_LCO_1_drvae"
+
+GPU_MODELS = {"mlp", "mlp_permuted", "drvae", "moicvae"}  # the neural models of the fixture config
 
 FAKE_SBATCH = """\
 #!{python}
@@ -104,26 +106,32 @@ def submissions(tmp_path_factory, package_index):
     return calls, counts
 
 
-def test_every_training_job_and_only_those_ask_for_a_gpu(submissions):
+def test_only_the_gpu_models_training_jobs_ask_for_a_gpu(submissions):
     calls, counts = submissions
     profile = load_profile()
-    train, default = profile["set-resources"]["train"], profile["default-resources"]
-    trained = set()
+    train_gpu, default = profile["set-resources"]["train_gpu"], profile["default-resources"]
+    trained = defaultdict(set)
     for call in calls:
         args, jobs = call["args"], wrapped_jobs(call["args"])
         gpu_flags = [arg for arg in args if arg.startswith(("--gpus", "--gres"))]
         assert option(args, "-A") == default["slurm_account"], args
-        if any(rule == "train" for rule, _ in jobs):
+        rules = {rule for rule, _ in jobs}
+        if rules & {"train", "train_gpu"}:
             assert len(jobs) == 1, f"a training job was grouped with others: {jobs}"
-            trained.add(jobs[0][1])
-            assert gpu_flags == [f"--gpus={train['gpu']}"], args
-            assert option(args, "--cpus-per-gpu") == str(train["cpus_per_gpu"]), args
-            assert option(args, "-p") == train["slurm_partition"], args
-        else:
+            rule, wildcards = jobs[0]
+            trained[rule].add(wildcards)
+        if rules == {"train_gpu"}:
+            assert dict(wildcards)["model"] in GPU_MODELS, jobs
+            assert gpu_flags == [f"--gpus={train_gpu['gpu']}"], args
+            assert option(args, "--cpus-per-gpu") == str(train_gpu["cpus_per_gpu"]), args
+            assert option(args, "-p") == train_gpu["slurm_partition"], args
+        else:  # everything else, the CPU models' training included: no GPU, the CPU partition
             assert gpu_flags == [], f"{jobs} ask for a GPU: {args}"
             assert option(args, "-p") == default["slurm_partition"], args
             assert option(args, "--cpus-per-gpu") is None and option(args, "--cpus-per-task") is not None, args
-    assert len(trained) == counts["train"] > 0  # every training job of the DAG, each submitted on its own
+    # every training job of the DAG, each submitted on its own; the CPU models' jobs as rule train
+    assert len(trained["train_gpu"]) == counts["train_gpu"] > 0 and len(trained["train"]) == counts["train"] > 0
+    assert {dict(w)["model"] for w in trained["train"]} == {"mean_effects", "elastic_net", "gradient_boosting"}
 
 
 def test_a_failed_job_is_resubmitted_with_more_memory_and_time(submissions):

@@ -1,4 +1,4 @@
-"""drp.archive.safe_extract: zip / tar / tar.gz archives built by the tests, good and malicious. A refused
+"""drp.acquire.archive.safe_extract: zip / tar / tar.gz archives built by the tests, good and malicious. A refused
 or broken archive leaves the target folder absent (or as it was) and nothing outside it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from drp.archive import ArchiveError, safe_extract
+from drp.acquire.archive import ArchiveError, safe_extract
 
 FILES = {"GDSC2/GDSC2.csv": b"cell_line_name,LN_IC50\nA,1.5\n", "GDSC2/drug_fingerprints/map.csv": b"id,bits\n",
          "README.txt": b"harmonized data\n"}

@@ -204,7 +204,7 @@ def test_plugin_view_named_like_a_table(config, tmp_path):
     assert "datasets.mine.views: 'drugs' is the name of a table of the folder format" in message
 
 
-# --- sources: file specs of every kind (drp.sources.fetch) ------------------------------------------------------
+# --- sources: file specs of every kind (drp.acquire.fetch) ------------------------------------------------------
 
 def _add_source(config, files, **extra):
     config["sources"]["extra"] = {"type": "drevalpy", "files": files, **extra}

@@ -1,5 +1,5 @@
-"""Cross-study prediction (drp.cross_study, features.apply_fitted_view, pipeline.predict_cross_study) and view
-randomization (pipeline.view_ablation) on the REAL fixture (tests/data: 150 GDSC cell lines x 12 drugs,
+"""Cross-study prediction (drp.stages.cross_study, features.apply_fitted_view) and view randomization (written by
+the training job, drp.stages.train / predict) on the REAL fixture (tests/data: 150 GDSC cell lines x 12 drugs,
 expression and CNV), split by cell line (LCO, 3 folds) through the pipeline's stage functions.
 
 The fixture has one response table, so the cross-study "target" is synthetic, built from the real data and
@@ -14,8 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drp import pipeline
-from drp.cross_study import assign_target_cell_lines, target_pairs
+from drp import input_names
+from drp.models import resolve
+from drp.stages.cross_study import assign_target_cell_lines, predict_cross_study, target_pairs
+from drp.stages.prepare import preprocess_views
+from drp.stages.train import train
 from drp.dataset import Dataset
 from drp.drug_features import morgan_fingerprints
 from drp.features import apply_fitted_view, fit_transform_view, training_cell_lines
@@ -145,29 +148,31 @@ def workspace(dataset, splits, tmp_path_factory):
     write_h5ad(data / "drug_fingerprints.h5ad", morgan_fingerprints(dataset.drugs))
     write_table(root / "LCO.tsv", splits["LCO"])
     for k in FOLDS:
-        pipeline.preprocess_views({v: data / f"{v}.h5ad" for v in VIEWS}, root / "LCO.tsv", k, SETTINGS,
-                                  {v: root / f"fold{k}" / "features" / f"{v}.h5ad" for v in VIEWS})
-        inputs = pipeline.fold_paths(all_folds_paths(root), k)
-        pipeline.train(inputs, k, ELASTIC_NET, SEED, 1, root / f"fold{k}" / "model")
-        pipeline.predict(inputs, k, ELASTIC_NET, root / f"fold{k}" / "predictions.parquet")
+        preprocess_views({v: data / f"{v}.h5ad" for v in VIEWS}, root / "LCO.tsv", k, SETTINGS,
+                         {v: root / f"fold{k}" / "features" / f"{v}.h5ad" for v in VIEWS})
+        inputs = input_names.of_fold(all_folds_paths(root), k)
+        train(inputs, k, ELASTIC_NET, SEED, 1, {"model": root / f"fold{k}" / "model",
+                                                "predictions": root / f"fold{k}" / "predictions.parquet",
+                                                "view_ablation": root / f"fold{k}" / "view_ablation.parquet"})
     return root
 
 
 def all_folds_paths(root) -> dict:
-    """Inputs of a rule over all folds (view_ablation, predict_cross_study): fold<k>__<name> per fold."""
+    """Inputs of a rule over all folds (predict_cross_study): fold<k>__<name> per fold."""
     data = root / "data"
     return {"meta": data / "dataset.json", "response": data / "response.parquet", "drugs": data / "drugs.tsv",
             "drug_features": data / "drug_fingerprints.h5ad", "splits": root / "LCO.tsv",
-            **{f"fold{k}__features_{v}": root / f"fold{k}" / "features" / f"{v}.h5ad" for k in FOLDS for v in VIEWS},
-            **{f"fold{k}__model": root / f"fold{k}" / "model" for k in FOLDS}}
+            **{input_names.in_fold(k, input_names.features(v)): root / f"fold{k}" / "features" / f"{v}.h5ad"
+               for k in FOLDS for v in VIEWS},
+            **{input_names.in_fold(k, "model"): root / f"fold{k}" / "model" for k in FOLDS}}
 
 
 def normal_predictions(root) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(root / f"fold{k}" / "predictions.parquet") for k in FOLDS], ignore_index=True)
 
 
-def test_fold_paths_picks_one_folds_inputs(workspace):
-    inputs = pipeline.fold_paths(all_folds_paths(workspace), 1)
+def test_of_fold_picks_one_folds_inputs(workspace):
+    inputs = input_names.of_fold(all_folds_paths(workspace), 1)
     assert inputs["model"] == workspace / "fold1" / "model"
     assert inputs["features_cnv"] == workspace / "fold1" / "features" / "cnv.h5ad"
     assert inputs["splits"] == workspace / "LCO.tsv"
@@ -176,9 +181,8 @@ def test_fold_paths_picks_one_folds_inputs(workspace):
 
 @pytest.fixture(scope="module")
 def ablation(workspace):
-    output = workspace / "view_ablation.parquet"
-    pipeline.view_ablation(all_folds_paths(workspace), FOLDS, ELASTIC_NET, SEED, output)
-    return pd.read_parquet(output)
+    return pd.concat([pd.read_parquet(workspace / f"fold{k}" / "view_ablation.parquet") for k in FOLDS],
+                     ignore_index=True)
 
 
 def test_view_ablation_has_the_normal_predictions_and_one_block_per_view(workspace, ablation):
@@ -229,11 +233,15 @@ def target(dataset, workspace):
 @pytest.fixture(scope="module")
 def cross_study(workspace, target):
     directory, _ = target
-    paths = {**all_folds_paths(workspace), "target_response": directory / "response.parquet",
-             "target_cell_lines": directory / "cell_lines.tsv",
-             **{f"target_{v}": directory / f"{v}.h5ad" for v in VIEWS}}
-    pipeline.predict_cross_study(paths, FOLDS, ELASTIC_NET, workspace / "cross_study.parquet")
+    paths = {**all_folds_paths(workspace), **target_paths(directory, directory / "response.parquet")}
+    predict_cross_study(paths, FOLDS, ELASTIC_NET, {"target": workspace / "cross_study.parquet"})
     return pd.read_parquet(workspace / "cross_study.parquet")
+
+
+def target_paths(directory, response) -> dict:
+    return {input_names.of_target("target", "response"): response,
+            input_names.of_target("target", "cell_lines"): directory / "cell_lines.tsv",
+            **{input_names.of_target("target", v): directory / f"{v}.h5ad" for v in VIEWS}}
 
 
 def test_cross_study_predicts_every_shared_pair_once_by_a_model_that_never_saw_the_cell_line(
@@ -272,7 +280,7 @@ def test_cross_study_new_cell_lines_use_the_assigned_folds_model(workspace, targ
     original = {new: old for old, new in renamed.items()}
     new_rows = cross_study[~cross_study.in_source]
     for fold, group in new_rows.groupby("fold"):
-        model = pipeline.models.resolve("elastic_net").load(workspace / f"fold{fold}" / "model")
+        model = resolve("elastic_net").load(workspace / f"fold{fold}" / "model")
         features = ad.read_h5ad(workspace / f"fold{fold}" / "features" / "expression.h5ad")
         cells = CellLineData({"expression": features}, features.obs["tissue"].astype(str))
         pairs = pd.DataFrame({"cell_line": group.cell_line.map(original).to_numpy(), "drug": group.drug.to_numpy()})
@@ -284,8 +292,6 @@ def test_cross_study_names_target_cell_lines_without_omics(workspace, target, tm
     response = pd.read_parquet(directory / "response.parquet")
     extra = pd.DataFrame({"cell_line": ["SYNTHETIC_NO_OMICS"], "drug": [response.drug.iloc[0]], "response": [0.0]})
     write_table(tmp_path / "response.parquet", pd.concat([response, extra], ignore_index=True))
-    paths = {**all_folds_paths(workspace), "target_response": tmp_path / "response.parquet",
-             "target_cell_lines": directory / "cell_lines.tsv",
-             **{f"target_{v}": directory / f"{v}.h5ad" for v in VIEWS}}
+    paths = {**all_folds_paths(workspace), **target_paths(directory, tmp_path / "response.parquet")}
     with pytest.raises(ValueError, match="SYNTHETIC_NO_OMICS"):
-        pipeline.predict_cross_study(paths, FOLDS, ELASTIC_NET, tmp_path / "out.parquet")
+        predict_cross_study(paths, FOLDS, ELASTIC_NET, {"target": tmp_path / "out.parquet"})

@@ -1,5 +1,5 @@
-"""drp.download against a package index served on 127.0.0.1 from tmp_path (PEP 503 HTML, PEP 691 JSON); the
-figshare and Zenodo resolvers and drp.sources.fetch.fetch_source against fake APIs on the fault_server fixture."""
+"""drp.acquire.download against a package index served on 127.0.0.1 from tmp_path (PEP 503 HTML, PEP 691 JSON); the
+figshare and Zenodo resolvers and drp.acquire.fetch.fetch_source against fake APIs on the fault_server fixture."""
 
 from __future__ import annotations
 
@@ -19,16 +19,24 @@ from pathlib import Path
 
 import pytest
 
-from drp.archive import ArchiveError
-from drp.download import (ChecksumError, DownloadError, fetch_package_file, find_package_file, resolve_figshare_file,
-                          resolve_zenodo_file)
-from drp.sources.fetch import fetch_source
+from drp.acquire.archive import ArchiveError
+from drp.acquire.download import (ChecksumError, DownloadError, download, find_package_file, resolve_figshare_file,
+                                  resolve_package_file, resolve_zenodo_file)
+from drp.acquire.fetch import fetch_source
 
 FILENAME = "pkg-1.0.tar.gz"
 FILE_PATH = f"/files/{FILENAME}"
 PAGE_PATH = "/simple/pkg/"
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
 OPTIONS = {"timeout": 5, "retries": 3, "backoff": 0.01, "progress": False}
+
+
+def fetch_package_file(index_url: str, project: str, filename: str, sha256: str, destination, **options) -> dict:
+    """A package file as the download rule fetches one (drp.acquire.fetch): resolved on the index, then downloaded."""
+    lookup = {k: v for k, v in options.items() if k in ("timeout", "retries", "backoff")}
+    pin = resolve_package_file(index_url, project, filename, sha256, **lookup)
+    options.setdefault("pinned_by", pin["pinned_by"])
+    return download(pin["url"], destination, sha256=pin["sha256"], **options)
 
 
 def synthetic_package_bytes() -> bytes:
@@ -359,7 +367,7 @@ def test_figshare_errors_name_the_article_and_what_it_has(fault_server):
 
 
 def test_figshare_web_download_host_is_replaced():
-    from drp.download import _figshare_download_url
+    from drp.acquire.download import _figshare_download_url
     assert _figshare_download_url("https://figshare.com/ndownloader/files/43746708") == \
         "https://ndownloader.figshare.com/files/43746708"
     other = "https://ndownloader.figshare.com/files/1"

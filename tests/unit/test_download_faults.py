@@ -1,4 +1,4 @@
-"""drp.download against a local server (``fault_server`` in tests/conftest.py) that drops connections,
+"""drp.acquire.download against a local server (``fault_server`` in tests/conftest.py) that drops connections,
 answers 503/429/202/404, stalls, ignores Range or sends a wrong range: every download either ends with the
 verified file under its final name, or fails with a clear error and leaves nothing that could be mistaken
 for it (a resumable ``.part`` only)."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from drp.download import ChecksumError, DownloadError, default_cache_dir, download
+from drp.acquire.download import ChecksumError, DownloadError, default_cache_dir, download
 
 PATH = "/data/expression.csv"
 FAST = {"timeout": 2, "retries": 3, "backoff": 0.01, "progress": False}

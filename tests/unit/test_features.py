@@ -159,3 +159,24 @@ def test_training_std_is_accurate_for_features_with_a_large_offset():
     rows = X[:30].astype(np.float64)
     np.testing.assert_allclose(out.var["train_std"], rows.std(axis=0, ddof=1), rtol=1e-4)
     np.testing.assert_allclose(np.asarray(out.X[:30], dtype=np.float64).std(axis=0, ddof=1), 1, rtol=1e-4)
+
+
+def test_scaling_statistics_equal_scanpys_scale(view):
+    """The numpy statistics replaced scanpy's pp.scale (a multi-second import for a job); they must be the
+    same numbers, so that the preprocessed features, and every model trained on them, are unchanged."""
+    import scanpy as sc
+
+    from drp.features import scaling_statistics
+
+    train = view[view.obs_names[:N_TRAIN]].copy()
+    train.X = np.asarray(train.X, dtype=np.float64)
+    sc.pp.scale(train, zero_center=True)
+    mean, std = scaling_statistics(np.asarray(view.X[:N_TRAIN], dtype=np.float64))
+    np.testing.assert_array_equal(mean, train.var["mean"].to_numpy())
+    np.testing.assert_array_equal(std, train.var["std"].to_numpy())  # 1 for the feature constant in training
+
+
+def test_a_view_without_settings_keeps_every_varying_feature_scaled(view):
+    out = fit_transform_view(view, view.obs_names[:N_TRAIN])
+    assert out.n_vars == N_FEATURES - 1  # all but the feature constant among training cells
+    np.testing.assert_allclose(np.asarray(out[: N_TRAIN].X).mean(axis=0), 0, atol=1e-5)

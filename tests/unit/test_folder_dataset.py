@@ -17,7 +17,13 @@ import pytest
 import scipy.sparse
 
 from drp.dataset import UNKNOWN_TISSUE
-from drp.sources.folder import DatasetFormatError, build_from_folder, resolve_files
+from drp.sources.folder import DatasetFormatError, build_from_files, resolve_files
+
+
+def build_from_folder(spec: dict):
+    """As the build rule does: the files that resolve_files finds (the rule's inputs), then the build."""
+    return build_from_files(resolve_files(spec), spec)
+
 
 CELLS = ["CL1", "CL2", "CL3", "CL4", "CL5", "CL6"]
 DRUGS = ["drugA", "drugB", "drugC"]

@@ -1,4 +1,4 @@
-"""drp.lincs on small SYNTHETIC files written in the real GEO LINCS L1000 formats (GCTX = HDF5 with the
+"""drp.sources.lincs on small SYNTHETIC files written in the real GEO LINCS L1000 formats (GCTX = HDF5 with the
 matrix stored transposed, as cmapPy writes it; sig_info/gene_info TSVs, one gzipped)."""
 
 import gzip
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drp.lincs import build_perturbation_pairs, read_gctx, read_gene_info, read_sig_info
+from drp.sources.lincs import build_perturbation_pairs, read_gctx, read_gene_info, read_sig_info
 
 
 def write_synthetic_gctx(path, data: pd.DataFrame, drop_key: str | None = None):
@@ -157,7 +157,7 @@ def test_sig_info_missing_column_is_named(tmp_path):
 
 def test_pairs_treated_with_mean_of_same_cell_and_time_vehicle_controls(lincs_files, caplog):
     gctx_path, sig_path, gene_path, data = lincs_files
-    with caplog.at_level(logging.INFO, logger="drp.lincs"):
+    with caplog.at_level(logging.INFO, logger="drp.sources.lincs"):
         x1, x2, pairs = build_perturbation_pairs(gctx_path, read_sig_info(sig_path), read_gene_info(gene_path),
                                                  cell_lines=["MCF-7", "A-549"], drugs=["VORINOSTAT "], pert_time=6)
     landmarks = ["5720", "6009", "2101"]

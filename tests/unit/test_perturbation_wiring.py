@@ -17,7 +17,8 @@ import yaml
 from test_lincs import write_synthetic_gctx
 
 from drp.models.drvae import DrVAE, DrVAEModule
-from drp.pipeline import build_perturbations, perturbation_arrays
+from drp.stages.prepare import build_perturbations
+from drp.stages.train import perturbation_arrays
 
 REPO = Path(__file__).resolve().parents[2]
 

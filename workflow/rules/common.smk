@@ -1,10 +1,13 @@
 import sys
 from pathlib import Path
 
-# The shared library lives beside the rule scripts; make it importable here for config checks.
+# The shared library lives beside the rule scripts; make it importable here for config checks. Only light
+# modules are imported at DAG time (no torch, anndata or scikit-learn): every Snakemake start and every
+# cluster job builds the DAG.
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
+from drp import input_names
 from drp.config import validate_config
-from drp.models import resolve
+from drp.models import catalog
 
 validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -17,38 +20,39 @@ def models_for_mode(mode):
     """The run's models that can be evaluated under a split mode: drug-blind (LDO) splits need models
     that predict for unseen drugs (from drug features); the others are left out of LDO, not faked."""
     return [m for m in config["run"]["models"]
-            if mode != "LDO" or resolve(config["models"][m]["class"]).handles_unseen_drugs]
+            if mode != "LDO" or catalog.traits(config["models"][m]).handles_unseen_drugs]
 
 
 def latent_models(mode):
-    """Models with a latent space (an `encode` method): latent export, UMAP and training history."""
-    return [m for m in models_for_mode(mode) if hasattr(resolve(config["models"][m]["class"]), "encode")]
+    """Models with a latent space: latent export, UMAP and training history."""
+    return [m for m in models_for_mode(mode) if catalog.traits(config["models"][m]).latent]
+
+
+LATENT_RUN_MODELS = [m for m in config["run"]["models"] if catalog.traits(config["models"][m]).latent]
 
 
 wildcard_constraints:
-    dataset="[A-Za-z][A-Za-z0-9_]*",
-    model="[A-Za-z][A-Za-z0-9_]*",
-    source="[A-Za-z][A-Za-z0-9_]*",
+    dataset=input_names.NAME_PATTERN,
+    model=input_names.NAME_PATTERN,
+    source=input_names.NAME_PATTERN,
+    target=input_names.NAME_PATTERN,
     mode="LPO|LCO|LTO|LDO",
     fold=r"\d+",
-    view="[a-z_]+",
+    view=input_names.VIEW_PATTERN,
 
 
 def dataset_views(dataset):
     return config["datasets"][dataset]["views"]
 
 
+def fold_dir(wildcards, fold=None):
+    return f"results/{wildcards.dataset}/{wildcards.mode}/fold{wildcards.fold if fold is None else fold}"
+
+
 def fold_features(wildcards):
     """The preprocessed views of one fold, as inputs named features_<view>."""
-    return {
-        f"features_{view}": f"results/{wildcards.dataset}/{wildcards.mode}/fold{wildcards.fold}/features/{view}.h5ad"
-        for view in dataset_views(wildcards.dataset)
-    }
-
-
-def target_views(wildcards):
-    """The cross-study target data set's raw views that the training data set's models use."""
-    return {f"target_{view}": f"results/{wildcards.target}/data/{view}.h5ad" for view in dataset_views(wildcards.dataset)}
+    return {input_names.features(view): f"{fold_dir(wildcards)}/features/{view}.h5ad"
+            for view in dataset_views(wildcards.dataset)}
 
 
 def perturbation_input(wildcards):
@@ -58,8 +62,22 @@ def perturbation_input(wildcards):
     return {}
 
 
+def models_pattern(models):
+    """A wildcard pattern that matches exactly these model names ((?!) matches nothing: the rule is unused)."""
+    return "|".join(models) if models else "(?!)"
+
+
+def mode_report(path, caption, labels):
+    """An output shown in the report, on the page of its data set and split mode."""
+    return report(path, caption=f"../report/{caption}.rst", category="{dataset} {mode}", labels=labels)
+
+
 def model_spec(wildcards):
     return config["models"][wildcards.model]
+
+
+def train_threads(wildcards):
+    return config["models"][wildcards.model].get("threads", 1)
 
 
 def source_file_outputs(source):
@@ -72,42 +90,35 @@ def source_file_outputs(source):
     }
 
 
-def fold_predictions(wildcards):
-    """Test-fold predictions of every model and fold, as inputs named <model>__fold<k>."""
-    return {
-        f"{model}__fold{fold}": f"results/{wildcards.dataset}/{wildcards.mode}/fold{fold}/{model}/predictions.parquet"
-        for model in models_for_mode(wildcards.mode)
-        for fold in FOLDS
-    }
+# The training job's outputs, per model (drp.input_names.model_output builds their kinds' names).
+MODEL_OUTPUTS = {"model": "model", "predictions": "predictions.parquet", "view_ablation": "view_ablation.parquet"}
 
 
-def fold_models(wildcards):
-    """The trained models of every model and fold, as inputs named <model>__fold<k>."""
-    return {
-        f"{model}__fold{fold}": f"results/{wildcards.dataset}/{wildcards.mode}/fold{fold}/{model}/model"
-        for model in models_for_mode(wildcards.mode)
-        for fold in FOLDS
-    }
+def model_fold_outputs(wildcards, kinds, models=None):
+    """Outputs of the training jobs of every fold, as inputs named fold<k>__<model>__<kind>."""
+    return {input_names.model_fold_output(fold, model, kind): f"{fold_dir(wildcards, fold)}/{model}/{MODEL_OUTPUTS[kind]}"
+            for model in (models if models is not None else models_for_mode(wildcards.mode))
+            for fold in FOLDS for kind in kinds}
 
 
-def all_fold_features(wildcards):
-    """The preprocessed views of every fold, as inputs named fold<k>__features_<view>."""
-    return {
-        f"fold{fold}__features_{view}": f"results/{wildcards.dataset}/{wildcards.mode}/fold{fold}/features/{view}.h5ad"
-        for fold in FOLDS
-        for view in dataset_views(wildcards.dataset)
-    }
+def evaluation_inputs(wildcards):
+    kinds = ["predictions", "model"] + (["view_ablation"] if EVALUATION["view_ablation"] else [])
+    return model_fold_outputs(wildcards, kinds)
 
 
-def model_of_every_fold(wildcards):
-    """One model's trained folds, as inputs named fold<k>__model."""
-    return {f"fold{fold}__model": f"results/{wildcards.dataset}/{wildcards.mode}/fold{fold}/{wildcards.model}/model"
-            for fold in FOLDS}
+def latent_inputs(wildcards):
+    """Every fold's features and the fold models of the models with a latent space that run in this mode."""
+    return {**model_fold_outputs(wildcards, ["model"], latent_models(wildcards.mode)),
+            **{input_names.in_fold(fold, input_names.features(view)): f"{fold_dir(wildcards, fold)}/features/{view}.h5ad"
+               for fold in FOLDS for view in dataset_views(wildcards.dataset)}}
 
 
-def view_ablation_tables(wildcards):
-    return {model: f"results/{wildcards.dataset}/{wildcards.mode}/view_ablation/{model}.parquet"
-            for model in models_for_mode(wildcards.mode)}
+def cross_study_model_inputs(wildcards):
+    """One model's fold models and every fold's features, as inputs named fold<k>__model and fold<k>__features_<view>."""
+    return {input_names.in_fold(fold, name): path for fold in FOLDS
+            for name, path in {"model": f"{fold_dir(wildcards, fold)}/{wildcards.model}/model",
+                               **{input_names.features(view): f"{fold_dir(wildcards, fold)}/features/{view}.h5ad"
+                                  for view in dataset_views(wildcards.dataset)}}.items()}
 
 
 def cross_study_predictions(wildcards):
@@ -122,28 +133,18 @@ def cross_study_pairs():
     return [(train, test) for train in spec.get("train", []) for test in spec.get("test", []) if test != train]
 
 
+def cross_study_targets(dataset):
+    return [test for train, test in cross_study_pairs() if train == dataset]
+
+
 def all_targets():
     targets = []
     for dataset in config["run"]["datasets"]:
         for mode in config["run"]["split_modes"]:
             run_dir = f"results/{dataset}/{mode}"
-            targets += [
-                f"{run_dir}/metrics/summary.tsv",
-                f"{run_dir}/report/per_drug_metrics.png",
-                f"{run_dir}/report/predicted_vs_observed.png",
-                f"{run_dir}/statistics/error_tests_summary.tsv",
-                f"{run_dir}/report/per_drug_heatmap.png",
-                f"{run_dir}/report/critical_difference.png",
-                f"{run_dir}/metrics/tuning.tsv",
-            ]
-            if EVALUATION["view_ablation"]:
-                targets.append(f"{run_dir}/metrics/view_ablation.tsv")
-            for model in latent_models(mode):
-                targets += [
-                    f"{run_dir}/report/{model}_training_history.png",
-                    f"{run_dir}/report/{model}_latent_umap.png",
-                    *[f"{run_dir}/fold{fold}/{model}/latent.h5ad" for fold in FOLDS],
-                ]
+            targets += [f"{run_dir}/metrics/summary.tsv"]
+            if latent_models(mode):
+                targets.append(f"{run_dir}/report/{latent_models(mode)[0]}_latent_umap.png")
     if cross_study_pairs():
         targets.append("results/cross_study/table.tsv")
     return targets

@@ -35,8 +35,8 @@ for _dataset, _spec in config["datasets"].items():
             f"build_dataset_{_dataset}"
         input:
             **source_file_outputs(_spec["source"]),
-            # The omics source's files, prefixed as drp.sources.OMICS_PREFIX expects (build_dataset.py splits them).
-            **{f"omics__{key}": path for key, path in
+            # The omics source's files, named by drp.input_names.omics (build_dataset.py splits them off).
+            **{input_names.omics(key): path for key, path in
                (source_file_outputs(_spec["omics_source"]) if _spec.get("omics_source") else {}).items()},
         output:
             meta=f"results/{_dataset}/data/dataset.json",
@@ -60,7 +60,11 @@ for _dataset, _spec in config["datasets"].items():
 # Plug-in data sets (datasets.<name>.folder, format in config/README.md). The inputs are the folder's files,
 # looked up when the job is scheduled (a missing one fails there with a precise message), so editing one of
 # them reruns the build.
-from drp.sources.folder import resolve_files
+def folder_files(spec):
+    from drp.sources.folder import resolve_files  # pandas: imported only when a folder data set is scheduled
+
+    return {key: str(path) for key, path in resolve_files(spec).items()}
+
 
 for _dataset, _spec in config["datasets"].items():
     if "folder" not in _spec:
@@ -70,7 +74,7 @@ for _dataset, _spec in config["datasets"].items():
         name:
             f"build_dataset_{_dataset}"
         input:
-            unpack(lambda wildcards, spec=_spec: {key: str(path) for key, path in resolve_files(spec).items()}),
+            unpack(lambda wildcards, spec=_spec: folder_files(spec)),
         output:
             meta=f"results/{_dataset}/data/dataset.json",
             response=f"results/{_dataset}/data/response.parquet",

@@ -1,28 +1,40 @@
+# One evaluation job per data set and split mode: metrics, paired tests against the best baseline, the
+# critical-difference ranking, the per-drug heatmap (evaluation.metric), the tuning record, view
+# randomization and the metric figures, all from the training jobs' outputs.
 rule evaluate:
     input:
-        unpack(fold_predictions),
+        unpack(evaluation_inputs),
         meta="results/{dataset}/data/dataset.json",
         response="results/{dataset}/data/response.parquet",
         splits="results/{dataset}/splits/{mode}.tsv",
     output:
         predictions="results/{dataset}/{mode}/metrics/predictions.parquet",
-        per_drug=report(
-            "results/{dataset}/{mode}/metrics/per_drug.tsv",
-            caption="../report/per_drug.rst",
-            category="{dataset} {mode}",
-            labels={"table": "per-drug metrics"},
-        ),
+        per_drug=mode_report("results/{dataset}/{mode}/metrics/per_drug.tsv", "per_drug", {"table": "per-drug metrics"}),
         summary="results/{dataset}/{mode}/metrics/summary.tsv",
-        summary_html=report(
-            "results/{dataset}/{mode}/metrics/summary.html",
-            caption="../report/summary.rst",
-            category="{dataset} {mode}",
-            labels={"table": "summary"},
-        ),
+        summary_html=mode_report("results/{dataset}/{mode}/metrics/summary.html", "summary", {"table": "summary"}),
+        error_tests="results/{dataset}/{mode}/statistics/error_tests.tsv",
+        error_tests_summary="results/{dataset}/{mode}/statistics/error_tests_summary.tsv",
+        pairwise="results/{dataset}/{mode}/statistics/pairwise_tests.tsv",
+        tests_html=mode_report("results/{dataset}/{mode}/statistics/tests.html", "tests", {"table": "paired tests"}),
+        critical_difference=mode_report("results/{dataset}/{mode}/report/critical_difference.png", "critical_difference",
+                                    {"figure": "critical difference"}),
+        heatmap=mode_report("results/{dataset}/{mode}/report/per_drug_heatmap.png", "per_drug_heatmap",
+                        {"figure": "per-drug heatmap"}),
+        tuning=mode_report("results/{dataset}/{mode}/metrics/tuning.tsv", "tuning", {"table": "hyperparameter selection"}),
+        distributions=mode_report("results/{dataset}/{mode}/report/per_drug_metrics.png", "per_drug_metrics",
+                              {"figure": "per-drug metric distributions"}),
+        scatter=mode_report("results/{dataset}/{mode}/report/predicted_vs_observed.png", "predicted_vs_observed",
+                        {"figure": "predicted vs observed"}),
+        **({"view_ablation": mode_report("results/{dataset}/{mode}/metrics/view_ablation.tsv", "view_ablation",
+                                     {"table": "view randomization"})} if EVALUATION["view_ablation"] else {}),
     params:
         models=lambda wc: models_for_mode(wc.mode),
-        baseline=config["evaluation"]["baseline"],
-        min_pairs=config["evaluation"]["min_pairs_per_drug"],
+        baseline=EVALUATION["baseline"],
+        baselines=EVALUATION["baselines"],
+        controls=[m for m in config["run"]["models"] if config["models"][m].get("permute_labels")],
+        metric=EVALUATION["metric"],
+        min_pairs=EVALUATION["min_pairs_per_drug"],
+        alpha=EVALUATION["alpha"],
     log:
         "logs/{dataset}/{mode}/evaluate.log",
     benchmark:
@@ -31,121 +43,6 @@ rule evaluate:
         "../../envs/evaluate.yaml"
     script:
         "../../scripts/evaluate.py"
-
-
-rule plot_metrics:
-    input:
-        meta="results/{dataset}/data/dataset.json",
-        predictions="results/{dataset}/{mode}/metrics/predictions.parquet",
-        per_drug="results/{dataset}/{mode}/metrics/per_drug.tsv",
-    output:
-        distributions=report(
-            "results/{dataset}/{mode}/report/per_drug_metrics.png",
-            caption="../report/per_drug_metrics.rst",
-            category="{dataset} {mode}",
-            labels={"figure": "per-drug metric distributions"},
-        ),
-        scatter=report(
-            "results/{dataset}/{mode}/report/predicted_vs_observed.png",
-            caption="../report/predicted_vs_observed.rst",
-            category="{dataset} {mode}",
-            labels={"figure": "predicted vs observed"},
-        ),
-    log:
-        "logs/{dataset}/{mode}/plot_metrics.log",
-    benchmark:
-        "benchmarks/{dataset}/{mode}/plot_metrics.tsv"
-    conda:
-        "../../envs/evaluate.yaml"
-    script:
-        "../../scripts/plot_metrics.py"
-
-
-# Paired tests against the best baseline, pairwise tests across drugs, critical-difference ranking and the
-# per-drug heatmap of the chosen metric (evaluation.metric).
-rule statistics:
-    input:
-        per_drug="results/{dataset}/{mode}/metrics/per_drug.tsv",
-        predictions="results/{dataset}/{mode}/metrics/predictions.parquet",
-    output:
-        error_tests="results/{dataset}/{mode}/statistics/error_tests.tsv",
-        error_tests_summary="results/{dataset}/{mode}/statistics/error_tests_summary.tsv",
-        pairwise="results/{dataset}/{mode}/statistics/pairwise_tests.tsv",
-        tests_html=report(
-            "results/{dataset}/{mode}/statistics/tests.html",
-            caption="../report/tests.rst",
-            category="{dataset} {mode}",
-            labels={"table": "paired tests"},
-        ),
-        critical_difference=report(
-            "results/{dataset}/{mode}/report/critical_difference.png",
-            caption="../report/critical_difference.rst",
-            category="{dataset} {mode}",
-            labels={"figure": "critical difference"},
-        ),
-        heatmap=report(
-            "results/{dataset}/{mode}/report/per_drug_heatmap.png",
-            caption="../report/per_drug_heatmap.rst",
-            category="{dataset} {mode}",
-            labels={"figure": "per-drug heatmap"},
-        ),
-    params:
-        baselines=EVALUATION["baselines"],
-        controls=[m for m in config["run"]["models"] if config["models"][m].get("permute_labels")],
-        metric=EVALUATION["metric"],
-        min_pairs=EVALUATION["min_pairs_per_drug"],
-        alpha=EVALUATION["alpha"],
-    log:
-        "logs/{dataset}/{mode}/statistics.log",
-    benchmark:
-        "benchmarks/{dataset}/{mode}/statistics.tsv"
-    conda:
-        "../../envs/evaluate.yaml"
-    script:
-        "../../scripts/compare_models.py"
-
-
-rule collect_tuning:
-    input:
-        unpack(fold_models),
-    output:
-        report(
-            "results/{dataset}/{mode}/metrics/tuning.tsv",
-            caption="../report/tuning.rst",
-            category="{dataset} {mode}",
-            labels={"table": "hyperparameter selection"},
-        ),
-    log:
-        "logs/{dataset}/{mode}/collect_tuning.log",
-    benchmark:
-        "benchmarks/{dataset}/{mode}/collect_tuning.tsv"
-    conda:
-        "../../envs/evaluate.yaml"
-    script:
-        "../../scripts/collect_tuning.py"
-
-
-rule evaluate_view_ablation:
-    input:
-        unpack(view_ablation_tables),
-    output:
-        report(
-            "results/{dataset}/{mode}/metrics/view_ablation.tsv",
-            caption="../report/view_ablation.rst",
-            category="{dataset} {mode}",
-            labels={"table": "view randomization"},
-        ),
-    params:
-        models=lambda wc: models_for_mode(wc.mode),
-        min_pairs=EVALUATION["min_pairs_per_drug"],
-    log:
-        "logs/{dataset}/{mode}/evaluate_view_ablation.log",
-    benchmark:
-        "benchmarks/{dataset}/{mode}/evaluate_view_ablation.tsv"
-    conda:
-        "../../envs/evaluate.yaml"
-    script:
-        "../../scripts/evaluate_view_ablation.py"
 
 
 rule evaluate_cross_study:
@@ -174,9 +71,9 @@ rule evaluate_cross_study:
 
 rule cross_study_table:
     input:
-        **{f"{train}__{test}": f"results/{train}/{CROSS_STUDY_MODE}/cross_study/{test}/summary.tsv"
+        **{input_names.study_pair(train, test): f"results/{train}/{CROSS_STUDY_MODE}/cross_study/{test}/summary.tsv"
            for train, test in cross_study_pairs()},
-        **{f"{train}__{train}": f"results/{train}/{CROSS_STUDY_MODE}/metrics/summary.tsv"
+        **{input_names.study_pair(train, train): f"results/{train}/{CROSS_STUDY_MODE}/metrics/summary.tsv"
            for train in {train for train, _ in cross_study_pairs()}},
     output:
         table="results/cross_study/table.tsv",

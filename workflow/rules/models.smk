@@ -1,100 +1,71 @@
-# Training runs on the whole fold at once (all drugs, multi-task), so a run is tens of jobs.
-rule train:
-    input:
-        unpack(fold_features),
-        unpack(perturbation_input),
-        meta="results/{dataset}/data/dataset.json",
-        response="results/{dataset}/data/response.parquet",
-        drugs="results/{dataset}/data/drugs.tsv",
-        drug_features="results/{dataset}/data/drug_fingerprints.h5ad",
-        splits="results/{dataset}/splits/{mode}.tsv",
-    output:
-        directory("results/{dataset}/{mode}/fold{fold}/{model}/model"),
-    params:
-        spec=model_spec,
-        seed=config["seed"],
-    threads: lambda wildcards: config["models"][wildcards.model].get("threads", 1)
-    log:
-        "logs/{dataset}/{mode}/fold{fold}/train_{model}.log",
-    benchmark:
-        "benchmarks/{dataset}/{mode}/fold{fold}/train_{model}.tsv"
-    conda:
-        "../../envs/models.yaml"
-    script:
-        "../../scripts/train.py"
+# One training job per data set, split mode, fold and model (all drugs at once, multi-task), so a cluster
+# spreads the training. The job also writes, while the model is in memory, the fold's test predictions and
+# the view-randomization predictions. Two rules, the same job: `train_gpu` for the models that train on a
+# GPU (drp.models.catalog), `train` for the others, so that a cluster profile sends only the former to GPU
+# nodes (profiles/slurm).
+for _rule_name, _on_gpu in (("train", False), ("train_gpu", True)):
+
+    rule:
+        name:
+            _rule_name
+        wildcard_constraints:
+            model=models_pattern([m for m, spec in config["models"].items() if catalog.uses_gpu(spec) == _on_gpu]),
+        input:
+            unpack(fold_features),
+            unpack(perturbation_input),
+            meta="results/{dataset}/data/dataset.json",
+            response="results/{dataset}/data/response.parquet",
+            drugs="results/{dataset}/data/drugs.tsv",
+            drug_features="results/{dataset}/data/drug_fingerprints.h5ad",
+            splits="results/{dataset}/splits/{mode}.tsv",
+        output:
+            model=directory("results/{dataset}/{mode}/fold{fold}/{model}/model"),
+            predictions="results/{dataset}/{mode}/fold{fold}/{model}/predictions.parquet",
+            view_ablation="results/{dataset}/{mode}/fold{fold}/{model}/view_ablation.parquet",
+        params:
+            spec=model_spec,
+            seed=config["seed"],
+        threads: train_threads
+        log:
+            "logs/{dataset}/{mode}/fold{fold}/train_{model}.log",
+        benchmark:
+            "benchmarks/{dataset}/{mode}/fold{fold}/train_{model}.tsv"
+        conda:
+            "../../envs/models.yaml"
+        script:
+            "../../scripts/train.py"
 
 
-rule predict:
-    input:
-        unpack(fold_features),
-        model="results/{dataset}/{mode}/fold{fold}/{model}/model",
-        drug_features="results/{dataset}/data/drug_fingerprints.h5ad",
-        meta="results/{dataset}/data/dataset.json",
-        response="results/{dataset}/data/response.parquet",
-        splits="results/{dataset}/splits/{mode}.tsv",
-    output:
-        "results/{dataset}/{mode}/fold{fold}/{model}/predictions.parquet",
-    params:
-        spec=model_spec,
-    log:
-        "logs/{dataset}/{mode}/fold{fold}/predict_{model}.log",
-    benchmark:
-        "benchmarks/{dataset}/{mode}/fold{fold}/predict_{model}.tsv"
-    conda:
-        "../../envs/models.yaml"
-    script:
-        "../../scripts/predict.py"
+# Cross-study: the cell-blind models of a training data set predict every test data set's pairs of shared
+# drugs, one job per model (all folds, all targets); each target cell line is predicted by a fold model that
+# never saw it (see drp.stages.cross_study). One rule per training data set, since its targets come from config.
+for _dataset in {train for train, _ in cross_study_pairs()}:
 
-
-# View randomization: every fold's test predictions again with one omics view shuffled across the test
-# cell lines (the same permutation for every drug); the drop in accuracy shows which views a model uses.
-# One job per model covers all folds (each fold is a few seconds of prediction).
-rule view_ablation:
-    input:
-        unpack(all_fold_features),
-        unpack(model_of_every_fold),
-        drug_features="results/{dataset}/data/drug_fingerprints.h5ad",
-        meta="results/{dataset}/data/dataset.json",
-        response="results/{dataset}/data/response.parquet",
-        splits="results/{dataset}/splits/{mode}.tsv",
-    output:
-        "results/{dataset}/{mode}/view_ablation/{model}.parquet",
-    params:
-        spec=model_spec,
-        seed=config["seed"],
-        folds=FOLDS,
-    log:
-        "logs/{dataset}/{mode}/view_ablation_{model}.log",
-    benchmark:
-        "benchmarks/{dataset}/{mode}/view_ablation_{model}.tsv"
-    conda:
-        "../../envs/models.yaml"
-    script:
-        "../../scripts/view_ablation.py"
-
-
-# Cross-study: the cell-blind models of the training data set predict another data set's pairs of shared
-# drugs; each target cell line is predicted by a fold model that never saw it (see drp.cross_study).
-rule predict_cross_study:
-    input:
-        unpack(all_fold_features),
-        unpack(model_of_every_fold),
-        unpack(target_views),
-        drug_features="results/{dataset}/data/drug_fingerprints.h5ad",
-        response="results/{dataset}/data/response.parquet",
-        splits="results/{dataset}/splits/{mode}.tsv",
-        target_response="results/{target}/data/response.parquet",
-        target_cell_lines="results/{target}/data/cell_lines.tsv",
-    output:
-        "results/{dataset}/{mode}/cross_study/{target}/{model}.parquet",
-    params:
-        spec=model_spec,
-        folds=FOLDS,
-    log:
-        "logs/{dataset}/{mode}/cross_study/{target}/predict_{model}.log",
-    benchmark:
-        "benchmarks/{dataset}/{mode}/cross_study/{target}/predict_{model}.tsv"
-    conda:
-        "../../envs/models.yaml"
-    script:
-        "../../scripts/predict_cross_study.py"
+    rule:
+        name:
+            f"predict_cross_study_{_dataset}"
+        wildcard_constraints:
+            dataset=_dataset,
+        input:
+            unpack(cross_study_model_inputs),
+            **{input_names.of_target(target, name): f"results/{target}/data/{file}"
+               for target in cross_study_targets(_dataset)
+               for name, file in {"response": "response.parquet", "cell_lines": "cell_lines.tsv",
+                                  **{view: f"{view}.h5ad" for view in dataset_views(_dataset)}}.items()},
+            drug_features=f"results/{_dataset}/data/drug_fingerprints.h5ad",
+            response=f"results/{_dataset}/data/response.parquet",
+            splits=f"results/{_dataset}/splits/{{mode}}.tsv",
+        output:
+            **{target: f"results/{{dataset}}/{{mode}}/cross_study/{target}/{{model}}.parquet"
+               for target in cross_study_targets(_dataset)},
+        params:
+            spec=model_spec,
+            folds=FOLDS,
+        log:
+            "logs/{dataset}/{mode}/cross_study/predict_{model}.log",
+        benchmark:
+            "benchmarks/{dataset}/{mode}/cross_study/predict_{model}.tsv"
+        conda:
+            "../../envs/models.yaml"
+        script:
+            "../../scripts/predict_cross_study.py"

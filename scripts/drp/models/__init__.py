@@ -1,37 +1,40 @@
-"""Model registry: config names to classes; ``module:Class`` names an external model without editing this file."""
+"""Model registry: config names to classes; ``module:Class`` names an external model without editing this file.
+
+The registry table lives in ``catalog`` (no heavy imports); a model class is imported only when it is resolved.
+"""
 
 from __future__ import annotations
 
 import importlib
 
-from .base import CellLineData, DrugResponseModel, TrainingData
+from .catalog import BUILTIN, class_path
 
-REGISTRY = {
-    "mean_effects": "drp.models.mean_effects:MeanEffects",
-    "elastic_net": "drp.models.elastic_net:ElasticNetPerDrug",
-    "gradient_boosting": "drp.models.boosting:GradientBoosting",
-    "mlp": "drp.models.mlp:PairMLP",
-    "drvae": "drp.models.drvae:DrVAE",
-    "moicvae": "drp.models.moicvae:MOICVAE",
-}
+REGISTRY = {name: path for name, (path, _) in BUILTIN.items()}
 
 
-def resolve(class_name: str) -> type[DrugResponseModel]:
+def __getattr__(name: str):
+    """The interface classes, imported on first use so that ``drp.models.catalog`` stays light (DAG time)."""
+    if name in ("CellLineData", "DrugResponseModel", "TrainingData"):
+        from . import base
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def resolve(class_name: str) -> type:
     """A registry name (``elastic_net``) or an importable ``package.module:Class``."""
-    target = REGISTRY.get(class_name, class_name)
-    if ":" not in target:
-        raise ValueError(f"unknown model class {class_name!r}: use one of {sorted(REGISTRY)} or 'module:Class'")
-    module_name, _, attribute = target.partition(":")
+    module_name, _, attribute = class_path(class_name).partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise ValueError(f"model class {class_name!r} cannot be imported: {error}") from error
+    from .base import DrugResponseModel
+
     if not (isinstance(cls, type) and issubclass(cls, DrugResponseModel)):
         raise ValueError(f"model class {class_name!r} is not a subclass of drp.models.DrugResponseModel")
     return cls
 
 
-def create(spec: dict) -> DrugResponseModel:
+def create(spec: dict):
     """Instantiate from a config entry ``{class: ..., params: {...}}``."""
     cls = resolve(spec["class"])
     try:

@@ -11,12 +11,15 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
 from ..io import atomic_path, write_json, write_table
+
+if TYPE_CHECKING:  # anndata is imported by whoever builds the views, not here
+    import anndata as ad
 
 
 @dataclass

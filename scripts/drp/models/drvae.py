@@ -1,11 +1,11 @@
 """Dr.VAE-style model: a semi-supervised VAE whose latent space carries a per-drug perturbation.
 
-After Rampasek et al. (2019), rebuilt as one multi-drug model (../shared/docs/models.md):
+After Rampasek et al. (2019), rebuilt as one multi-drug model (README, "Dr.VAE-style model"):
 - q(z1|x): Gaussian encoder of the baseline omics; p(x|z): Gaussian decoder (diagonal).
 - Drug perturbation in latent space: z2 = z1 + W_d z1 + b_d with W_d = U_d V_d^T of low rank, so hundreds
   of drugs fit in one model. U_d = 0 and b_d = 0 at initialisation: the operator starts as the identity.
   It is computed on the dense cell x drug grid (V_d^T z for all drugs at once, then U_d), never by
-  gathering a matrix per pair (design.md, performance notes).
+  gathering a matrix per pair (a per-pair matrix would cost pairs x rank x latent memory).
 - Response heads on [z1, z2 - z1], one linear head per drug: a regression of the response (standardized
   per drug with training statistics) and a logit of sensitivity (below the drug's training median).
 - Semi-supervised: every training cell line feeds the reconstruction and KL terms, also for drugs it

@@ -1,6 +1,6 @@
 """MOICVAE-style model: a tissue-conditioned multi-omics VAE joined to a masked drug-response VAE.
 
-After Wang et al. (2023) (../shared/docs/models.md), with the original's leakage and masking fixed:
+After Wang et al. (2023), with the original code's leakage and masking problems fixed (README, "MOICVAE-style model"):
 - One encoder per omics view, each with a likelihood that fits its data: Gaussian for expression,
   categorical over {-1, 0, 1} for copy-number calls, Bernoulli for mutations. The encoders are fused by a
   product of Gaussian experts (with the N(0, I) prior as one more expert): a cell line that lacks a view

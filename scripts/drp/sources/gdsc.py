@@ -1,6 +1,6 @@
 """GDSC release 8.5 (Sanger): fitted dose responses, with omics from GDSC / Cell Model Passports or DepMap.
 
-File keys (``sources.<name>.files``), formats as documented in ../shared/docs/data-sources.md:
+File keys (``sources.<name>.files``) and the formats read (the published files of GDSC and Cell Model Passports):
 - ``response`` (required): ``GDSC1_fitted_dose_response_27Oct23.xlsx`` or ``GDSC2_...xlsx``, first sheet,
   with CELL_LINE_NAME, DRUG_NAME, DRUG_ID, LN_IC50, AUC and the ids COSMIC_ID and/or SANGER_MODEL_ID.
 - ``cell_lines`` (required): tissue and ids per line, either Cell Model Passports ``model_list_*.csv[.gz]``

@@ -18,10 +18,10 @@ import logging
 import time
 from pathlib import Path
 
-from ..archive import ArchiveError, safe_extract
-from ..download import (FIGSHARE_API, ZENODO_API, ChecksumError, DownloadError, default_cache_dir, download,
-                        find_package_file, resolve_figshare_file, resolve_zenodo_file)
 from ..io import write_json
+from .archive import ArchiveError, safe_extract
+from .download import (FIGSHARE_API, ZENODO_API, ChecksumError, DownloadError, default_cache_dir, download,
+                        resolve_figshare_file, resolve_package_file, resolve_zenodo_file)
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +73,7 @@ def resolve_spec(source: dict, spec: dict, timeout: float = 120, retries: int = 
     lookup = {"timeout": timeout, "retries": retries, "backoff": backoff}
     filename = spec["filename"]
     if "project" in spec:
-        url, index_sha256 = find_package_file(source["index_url"], spec["project"], filename, **lookup)
-        if index_sha256 and index_sha256.lower() != spec["sha256"].lower():
-            raise ChecksumError(f"{filename}: the package index reports sha256 {index_sha256}, "
-                                f"but the config pins {spec['sha256']}")
-        return {"url": url, "sha256": spec["sha256"],
-                "pinned_by": "config and package index" if index_sha256 else "config"}
+        return resolve_package_file(source["index_url"], spec["project"], filename, spec["sha256"], **lookup)
     if "url" in spec:
         return {"url": spec["url"], "sha256": spec.get("sha256"), "md5": spec.get("md5"), "pinned_by": "config"}
     if "figshare_file" in spec:

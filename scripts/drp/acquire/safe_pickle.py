@@ -121,8 +121,3 @@ class SafeUnpickler(pickle.Unpickler):
 def load_pickle(data: bytes, source: str):
     """Unpickle ``data`` (read from ``source``, named in errors) with the allow-list above."""
     return SafeUnpickler(io.BytesIO(data), source).load()
-
-
-def load_pickle_file(path: str | Path):
-    path = Path(path)
-    return load_pickle(path.read_bytes(), str(path))

@@ -42,7 +42,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .names import normalize_cell_line_name
+from ..names import normalize_cell_line_name
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .io import atomic_path
+from ..io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -432,17 +432,15 @@ def find_package_file(index_url: str, project: str, filename: str, timeout: floa
     raise DownloadError(f"{filename} is not listed on the package index page {page_url}")
 
 
-def fetch_package_file(index_url: str, project: str, filename: str, sha256: str, destination: str | Path | None,
-                       **options) -> dict:
-    """Locate a pinned package file on the index, download it and verify it (``options`` as for download)."""
-    lookup = {k: v for k, v in options.items() if k in ("timeout", "retries", "backoff")}
-    url, index_sha256 = find_package_file(index_url, project, filename, **lookup)
+def resolve_package_file(index_url: str, project: str, filename: str, sha256: str, timeout: float = 60,
+                         retries: int = 3, backoff: float = 1.0) -> dict:
+    """Where a pinned package file is on the index and what to verify it against: {url, sha256, pinned_by}.
+    The index's own sha256 (when it publishes one) must agree with the pin."""
+    url, index_sha256 = find_package_file(index_url, project, filename, timeout=timeout, retries=retries,
+                                          backoff=backoff)
     if index_sha256 and index_sha256.lower() != sha256.lower():
-        raise ChecksumError(
-            f"{filename}: the package index reports sha256 {index_sha256}, but the config pins {sha256}"
-        )
-    options.setdefault("pinned_by", "config and package index" if index_sha256 else "config")
-    return download(url, destination, sha256=sha256, **options)
+        raise ChecksumError(f"{filename}: the package index reports sha256 {index_sha256}, but the config pins {sha256}")
+    return {"url": url, "sha256": sha256, "pinned_by": "config and package index" if index_sha256 else "config"}
 
 
 def resolve_figshare_file(article: int, file_id: int | None, filename: str, api: str = FIGSHARE_API,

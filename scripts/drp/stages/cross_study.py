@@ -1,0 +1,123 @@
+"""Cross-study evaluation: models trained on one data set predict another on the drugs they share.
+
+The source's cell-blind (LCO) fold models are used, and every target cell line is predicted by a model
+that never saw it: a cell line that the source also has goes to the fold whose test set holds it, one
+the source lacks is dealt to the folds round-robin (sorted ids, so the choice is reproducible). The
+target's omics are transformed with the feature selection and scaling fitted on that fold's training
+cell lines of the source: nothing is fitted on the target.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .. import input_names
+from ..dataset import read_cell_lines, read_meta, read_response, read_view
+from ..io import write_table
+from ..splits import read_splits
+
+log = logging.getLogger(__name__)
+
+
+def assign_target_cell_lines(target_cells, source_splits: pd.DataFrame, n_folds: int) -> pd.Series:
+    """cell_line -> the source fold whose model predicts it."""
+    source_fold = source_splits.drop_duplicates("cell_line").set_index("cell_line")["fold"]
+    if source_splits.groupby("cell_line")["fold"].nunique().max() > 1:
+        raise ValueError("cross-study needs cell-blind (LCO) source splits: a cell line spans several folds")
+    target_cells = pd.Index(sorted(set(target_cells)))
+    shared = target_cells.intersection(source_fold.index)
+    new = target_cells.difference(source_fold.index)
+    folds = pd.concat([source_fold.loc[shared], pd.Series(np.arange(len(new)) % n_folds, index=new)])
+    return folds.astype(int).rename("fold")
+
+
+def target_pairs(target_response: pd.DataFrame, source_response: pd.DataFrame, source_splits: pd.DataFrame,
+                 n_folds: int, fold: int) -> pd.DataFrame:
+    """The target's pairs of drugs the source also screened, for the cell lines assigned to ``fold``."""
+    shared = target_response[target_response.drug.isin(set(source_response.drug))]
+    folds = assign_target_cell_lines(shared.cell_line, source_splits, n_folds)
+    pairs = shared[shared.cell_line.map(folds) == fold].reset_index(drop=True)
+    return pairs.assign(in_source=pairs.cell_line.isin(set(source_response.cell_line)))
+
+
+def predict_cross_study(paths: Mapping, folds: list[int], spec: dict, outputs: Mapping) -> None:
+    """Predict each target data set's pairs of shared drugs (``outputs``: target -> path), each cell line by
+    the source fold model assigned to it, with the target's omics transformed by that fold's fitted statistics.
+    Inputs: ``fold<k>__model``, ``fold<k>__features_<view>``, the source's response and splits, and per target
+    ``target__<target>__{response, cell_lines, <view>}``."""
+    from ..features import apply_fitted_view
+    from ..models import resolve
+    from ..models.base import CellLineData
+    from .predict import prediction_table
+    from .train import cell_line_data
+
+    source_response, splits = read_response(paths["response"]), read_splits(paths["splits"])
+    targets = input_names.target_inputs(paths)
+    frames = {target: [] for target in outputs}
+    for fold in folds:
+        fold_inputs = input_names.of_fold(paths, fold)
+        fitted = cell_line_data(fold_inputs)
+        model = resolve(spec["class"]).load(fold_inputs["model"])
+        for target, output in outputs.items():
+            files = targets[target]
+            pairs = target_pairs(read_response(files["response"]), source_response, splits, len(folds), fold)
+            target_tissue = read_cell_lines(files["cell_lines"])["tissue"]
+            cell_index = pd.Index(sorted(pairs.cell_line.unique()))
+            views = {}
+            for name, fitted_view in fitted.views.items():
+                raw = read_view(files[name])
+                missing = cell_index.difference(raw.obs_names)
+                if len(missing):
+                    raise ValueError(f"{files[name]}: no {name} profile for {len(missing)} cell lines of the target's "
+                                     f"response table, e.g. {list(missing[:3])}")
+                views[name] = apply_fitted_view(raw[cell_index], fitted_view)
+            cells = CellLineData(views, target_tissue.reindex(cell_index).fillna("unknown"), fitted.drug_features)
+            out = prediction_table(pairs, model.predict(pairs[["cell_line", "drug"]], cells), fold)
+            log.info("%s fold %d: %d pairs of %d target cell lines (%d also in the source), %d shared drugs", target,
+                     fold, len(out), out.cell_line.nunique(), out.loc[out.in_source, "cell_line"].nunique(),
+                     out.drug.nunique())
+            frames[target].append(out)
+    for target, output in outputs.items():
+        write_table(output, pd.concat(frames[target], ignore_index=True))
+
+
+def evaluate_cross_study(paths: Mapping, outputs: Mapping, models: list[str], baseline: str, min_pairs: int) -> None:
+    """Per-drug metrics on the target, sensitivity thresholds from the source folds' training pairs."""
+    from ..metrics import evaluate_models, training_thresholds
+
+    source_meta, target_meta = read_meta(paths["meta"]), read_meta(paths["target_meta"])
+    if source_meta["lower_is_sensitive"] != target_meta["lower_is_sensitive"]:
+        raise ValueError(f"cross-study: {paths['meta']} and {paths['target_meta']} disagree on whether a lower "
+                         f"response means more sensitive; the models' predictions cannot be compared")
+    thresholds = training_thresholds(read_response(paths["response"]), read_splits(paths["splits"]))
+    predictions = {name: pd.read_parquet(paths[name]) for name in models}
+    per_drug, summary = evaluate_models(predictions, baseline, thresholds, target_meta["lower_is_sensitive"], min_pairs)
+    first = next(iter(predictions.values()))
+    summary["pairs"], summary["cell_lines"] = len(first), first.cell_line.nunique()
+    summary["cell_lines_not_in_source"] = first.loc[~first.in_source, "cell_line"].nunique()
+    write_table(outputs["per_drug"], per_drug)
+    write_table(outputs["summary"], summary)
+
+
+def cross_study_table(paths: Mapping, outputs: Mapping, metric: str) -> None:
+    """The N x N table: rows the training data set, columns the test data set, one block per model;
+    the diagonal is the training data set's own cell-blind cross-validation. Inputs named
+    ``<train>__<test>`` (``input_names.study_pair``)."""
+    from ..plots import table_html
+
+    rows = []
+    for key, path in paths.items():
+        train_set, test_set = input_names.parse_study_pair(key)
+        summary = pd.read_csv(path, sep="\t")
+        chosen = summary[(summary.scope == "per_drug_mean") & (summary.metric == metric)]
+        rows += [{"train": train_set, "test": test_set, "model": r.model, metric: r.value, "drugs": r.n}
+                 for r in chosen.itertuples()]
+    table = pd.DataFrame(rows)
+    write_table(outputs["table"], table)
+    wide = table.pivot_table(index=["model", "train"], columns="test", values=metric).round(3).reset_index()
+    table_html(wide, outputs["html"], f"Cross-study: mean per-drug {metric} (rows: trained on, columns: tested on; "
+               "diagonal: cell-blind cross-validation within the data set)")

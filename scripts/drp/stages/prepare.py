@@ -1,0 +1,71 @@
+"""Preparation stages: the split table, per-fold feature preprocessing, and drug-perturbation pairs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from ..dataset import read_cell_lines, read_drugs, read_response, read_view
+from ..io import write_h5ad, write_table
+from ..splits import make_splits, read_splits
+
+log = logging.getLogger(__name__)
+
+
+def split_dataset(response_path, cell_lines_path, output, mode: str, n_folds: int, seed: int) -> None:
+    response = read_response(response_path)
+    tissue = read_cell_lines(cell_lines_path)["tissue"]
+    splits = make_splits(response, tissue, mode, n_folds, seed)
+    log.info("%s: %d pairs in %d folds of sizes %s", mode, len(splits), n_folds,
+             splits.groupby("fold").size().tolist())
+    write_table(output, splits)
+
+
+def preprocess_views(view_paths: Mapping, splits_path, fold: int, settings: Mapping, outputs: Mapping) -> None:
+    """Fit and apply each view's preprocessing (``settings[view]``) on the fold's training cell lines."""
+    from ..features import fit_transform_view, training_cell_lines
+
+    train_cells = training_cell_lines(read_splits(splits_path), fold)
+    for name, path in view_paths.items():
+        view = read_view(path)
+        processed = fit_transform_view(view, train_cells, **settings.get(name, {}))
+        log.info("%s: kept %d of %d features, fitted on %d training cell lines", name, processed.n_vars,
+                 view.n_vars, len(train_cells))
+        write_h5ad(outputs[name], processed)
+
+
+def build_perturbations(paths: Mapping, settings: dict, output) -> None:
+    """LINCS (control, treated) pairs for the data set's cell lines and drugs: X = treated, layers["control"]."""
+    from ..sources.lincs import build_perturbation_pairs
+
+    cell_lines = read_cell_lines(paths["cell_lines"]).index
+    drugs = read_drugs(paths["drugs"])["drug"]
+    control, treated, _ = build_perturbation_pairs(paths["gctx"], paths["sig_info"], paths["gene_info"], cell_lines,
+                                                   drugs, pert_time=settings.get("pert_time", 6),
+                                                   control_type=settings.get("control_type", "ctl_vehicle"))
+    treated.layers["control"] = control.X
+    write_h5ad(output, treated)
+
+
+def build_dataset(inputs: Mapping, source_type: str, spec: dict, output_dir) -> None:
+    """A source's files (and its omics source's, named by ``input_names.omics``) -> the canonical data set."""
+    from ..input_names import split_omics
+    from ..sources import builder
+
+    files, omics_files = split_omics(dict(inputs))
+    builder(source_type)(files, spec, omics_files=omics_files).write(output_dir)
+
+
+def build_folder_dataset(inputs: Mapping, spec: dict, output_dir) -> None:
+    """A plug-in folder -> the canonical data set; everything is read and checked before the first output is
+    written (each one atomically)."""
+    from ..sources.folder import build_from_files
+
+    build_from_files(dict(inputs), spec).write(output_dir)
+
+
+def drug_fingerprints(drugs_path, settings: dict, output) -> None:
+    """Morgan fingerprints (RDKit) of every drug of the data set."""
+    from ..drug_features import morgan_fingerprints
+
+    write_h5ad(output, morgan_fingerprints(read_drugs(drugs_path), **settings))

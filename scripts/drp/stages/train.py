@@ -1,0 +1,117 @@
+"""Training stage: fit one model on one outer fold, choosing among its grid candidates on the validation
+fold, then, while the model is in memory, write the fold's test predictions and the view-randomization
+predictions. Doing it in the training job saves two job start-ups and model reloads per (model, fold)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import input_names
+from ..dataset import read_drugs, read_meta, read_response, read_view
+from ..models import catalog, resolve
+from ..models.base import CellLineData, TrainingData
+from ..models.selection import fit_best, grid_candidates, permute_within_drug
+from ..splits import TRAIN, VALIDATION, fold_roles, read_splits
+
+log = logging.getLogger(__name__)
+
+
+def fold_pairs(paths: Mapping, fold: int) -> pd.DataFrame:
+    """Response pairs with their role (train / validation / test) in outer fold ``fold``."""
+    response = read_response(paths["response"])
+    splits = read_splits(paths["splits"])
+    pairs = response.merge(splits, on=["cell_line", "drug"], how="inner", validate="one_to_one")
+    if len(pairs) != len(response):
+        raise ValueError(f"{paths['splits']}: assigns {len(pairs)} of the {len(response)} response pairs")
+    pairs["role"] = fold_roles(pairs, fold).to_numpy()
+    return pairs
+
+
+def cell_line_data(paths: Mapping) -> CellLineData:
+    """The fold's preprocessed views (inputs ``features_<view>``), tissue labels and drug fingerprints."""
+    views = {name: read_view(path) for name, path in input_names.views(paths).items()}
+    tissue = next(iter(views.values())).obs["tissue"].astype(str)
+    drug_features = read_view(paths["drug_features"]) if "drug_features" in paths.keys() else None
+    return CellLineData(views, tissue, drug_features)
+
+
+def perturbation_arrays(path, expression, cell_lines) -> dict:
+    """Pairs of ``cell_lines`` only, on the fold's expression features (in their order).
+
+    Features that the perturbation profiles lack are set to 0, the training mean after scaling.
+    LINCS level-5 values are z-scores against the plate population, the fold's features z-scores
+    against training cell lines: both are per-gene standardized, not the same assay.
+    """
+    pairs = read_view(path)
+    pairs = pairs[pairs.obs["cell_line"].isin(set(cell_lines))]
+    shared = expression.var_names.intersection(pairs.var_names)
+    if len(shared) == 0:
+        raise ValueError(f"{path}: no gene in common with the expression features (e.g. {list(expression.var_names[:3])})")
+    columns = expression.var_names.get_indexer(shared)
+    arrays = {}
+    for key, matrix in (("x1", pairs[:, shared].layers["control"]), ("x2", pairs[:, shared].X)):
+        full = np.zeros((pairs.n_obs, expression.n_vars), dtype=np.float32)
+        full[:, columns] = np.asarray(matrix)
+        arrays[key] = full
+    log.info("perturbation pairs: %d of training cell lines, %d of %d features measured", pairs.n_obs,
+             len(shared), expression.n_vars)
+    return {**arrays, "drug": pairs.obs["drug"].astype(str).tolist()}
+
+
+def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, model_dir, cells=None):
+    """Fit one model on a fold and save it to ``model_dir``. With a ``grid`` in the spec, every candidate
+    is fitted on the training pairs and the one with the lowest mean squared error on the validation pairs
+    is kept, for every model alike: the choice never sees the test fold. A single candidate of a model that
+    does not use a validation fold trains on training and validation pairs. Returns the fitted model.
+    ``cells`` (the fold's ``cell_line_data``, all cell lines) may be passed in to avoid reading it twice."""
+    from threadpoolctl import threadpool_limits
+
+    meta = read_meta(paths["meta"])
+    pairs = fold_pairs(paths, fold)
+    columns = ["cell_line", "drug", "response"]
+    train_pairs = pairs.loc[pairs.role == TRAIN, columns].reset_index(drop=True)
+    validation_pairs = pairs.loc[pairs.role == VALIDATION, columns].reset_index(drop=True)
+    if spec.get("permute_labels"):
+        train_pairs = permute_within_drug(train_pairs, seed)
+        validation_pairs = permute_within_drug(validation_pairs, seed + 1)
+    model_class = resolve(spec["class"])
+    catalog.check_traits(model_class, spec)
+    if len(grid_candidates(spec)) == 1 and not model_class.uses_validation:
+        train_pairs, validation_pairs = pd.concat([train_pairs, validation_pairs], ignore_index=True), validation_pairs.iloc[:0]
+    training_cells = sorted(set(train_pairs.cell_line) | set(validation_pairs.cell_line))
+    training_data = (cells or cell_line_data(paths)).subset(training_cells)
+    drugs = read_drugs(paths["drugs"])
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+    perturbations = None
+    if "perturbations" in paths.keys():  # pairs of training cell lines only: never validation or test ones
+        perturbations = perturbation_arrays(paths["perturbations"], training_data.views["expression"], train_pairs.cell_line)
+
+    def make_data(index: int) -> TrainingData:
+        return TrainingData(training_data, train_pairs, validation_pairs, drugs,
+                            lower_is_sensitive=meta["lower_is_sensitive"], seed=seed,
+                            checkpoint_dir=Path(model_dir).parent / "checkpoint" / f"candidate{index}",
+                            perturbations=perturbations)
+
+    with threadpool_limits(threads):
+        model = fit_best(spec, make_data, seed)
+    model.save(model_dir)
+    return model
+
+
+def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, outputs: Mapping) -> None:
+    """The training job: ``outputs`` names ``model`` (a folder), ``predictions`` and ``view_ablation``."""
+    from .predict import test_inputs, test_predictions, view_ablation
+
+    cells = cell_line_data(paths)
+    model = fit_fold(paths, fold, spec, seed, threads, outputs["model"], cells=cells)
+    test, test_cells = test_inputs(paths, fold, cells)
+    test_predictions(model, test, test_cells, fold, spec, outputs["predictions"])
+    view_ablation(model, test, test_cells, fold, seed, outputs["view_ablation"])

@@ -27,12 +27,15 @@ models train ``--epochs`` epochs (early stopping off, no checkpoints, on the CPU
 ``--boosting-iter`` rounds (its internal early stopping may end a fit sooner; the table says how many
 rounds ran). Training uses one thread (``threads=1``) and the split is LCO, fold 0, as in the pipeline.
 
-Memory (24 GB machine, 2 cores): factor 1 needs at most about 2 GB per stage and every stage's peak grows
-at most linearly in pairs; gradient boosting's (pairs x [128 expression + varying fingerprint bits]) float32
-matrix is the largest, so factor 3 (~1.6M pairs) fits and factor 4 (~2.9M pairs) is about the limit.
-Before each factor the script extrapolates the previous factor's largest peak linearly in pairs and
-skips the factor when that exceeds the available memory (``--force`` runs it anyway). Factors 1-2 take
-some minutes on 2 cores; factor 3 about three times factor 2.
+Feasible here (24 GB, 2 cores, no GPU; measured): every stage's peak memory grows about linearly in pairs,
+and gradient boosting's is the largest by far, its (pairs x [128 expression features + the fingerprint bits
+that vary]) float32 pair matrix and the two parts it is stacked from: 1.3, 4.2 and 9.0 GB at factors 1, 2, 3
+(every other stage stays under 3.1 GB). Factor 3 (~1.6M pairs) fits; factor 4 (~2.9M pairs, ~16 GB) only
+on an otherwise idle machine; beyond that, leave gradient_boosting out (``--models``). Before each factor
+the script scales the previous factor's largest peak by the pair ratio and skips the factor when that
+exceeds 90% of the available memory (``--force`` runs it anyway). Time: factors 1, 2, 3 with all six models
+took 16 minutes (about 2, 4.5 and 9 minutes); the timings move by up to 3x when other jobs share the cores,
+so run it on a quiet machine.
 """
 
 from __future__ import annotations
@@ -184,8 +187,8 @@ def stage_calls(data: Path, work: Path, models: list[str], views: list[str], con
                    "view_ablation": fold_dir / model / "view_ablation.parquet"}
         model_outputs.update({input_names.model_fold_output(FOLD, model, kind): path for kind, path in outputs.items()})
         calls.append((f"train {model}", "drp.stages.train:train",
-                      dict(paths=train_paths, fold=FOLD, spec=model_spec(config, model, args.epochs, args.boosting_iter),
-                           seed=SEED, threads=1, outputs=outputs)))
+                      dict(paths=train_paths, fold=FOLD, seed=SEED, threads=1, outputs=outputs,
+                           spec=model_spec(config, model, args.epochs, args.boosting_iter))))
     baselines = [m for m in ("mean_effects", "elastic_net") if m in models]
     calls.append(("evaluate", "drp.stages.evaluate:evaluate",
                   dict(paths={"meta": data / "dataset.json", "response": data / "response.parquet", "splits": splits,
@@ -205,7 +208,8 @@ def run_in_child(name: str, function: str, kwargs: dict, folder: Path) -> dict:
     request.write_text(json.dumps({"function": function, "kwargs": kwargs, "result": str(result)}, default=str))
     started = time.perf_counter()
     with open(stage_log, "w") as handle:
-        code = subprocess.call([sys.executable, __file__, "--child", str(request)], stdout=handle, stderr=subprocess.STDOUT)
+        code = subprocess.call([sys.executable, __file__, "--child", str(request)], stdout=handle,
+                               stderr=subprocess.STDOUT)
     wall = time.perf_counter() - started
     if code != 0:
         raise RuntimeError(f"stage {name} failed (exit {code}); see {stage_log}:\n"
@@ -346,7 +350,7 @@ def main() -> None:
     started, tables = time.perf_counter(), []
     for k in sorted(args.factors):
         if tables and not args.force:
-            # peaks grow at most linearly in pairs here, so the last factor's largest peak x the pair ratio bounds the next
+            # peaks grow about linearly in pairs, so the last factor's largest peak x the pair ratio bounds the next
             last = tables[-1]
             need = last.peak_rss_mb.max() * (k / last.factor.iloc[0]) ** 2
             if need > 0.9 * available_mb():
@@ -356,9 +360,11 @@ def main() -> None:
         tables.append(run_factor(k, args, config, root))
         table = pd.concat(tables, ignore_index=True)
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        table.round(3).to_csv(args.output, sep="\t", index=False)  # after every factor: a long run keeps what it measured
-    print(f"\nSYNTHETIC data ({args.source} resampled, factors {sorted(table.factor.unique().tolist())}); one candidate per "
-          f"model, neural models {args.epochs} epochs, gradient boosting {args.boosting_iter} rounds, threads=1; "
+        # written after every factor, so a run stopped early keeps what it measured
+        table.round(3).to_csv(args.output, sep="\t", index=False)
+    factors = sorted(table.factor.unique().tolist())
+    print(f"\nSYNTHETIC data ({args.source} resampled, factors {factors}); one candidate per model, "
+          f"neural models {args.epochs} epochs, gradient boosting {args.boosting_iter} rounds, threads=1; "
           f"total {time.perf_counter() - started:.0f} s\n")
     print(report(table))
     print(f"\nTSV: {args.output}")

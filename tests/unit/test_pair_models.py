@@ -1,6 +1,6 @@
 """The pair models of issue #5 on the REAL fixture (tests/data: 150 GDSC cell lines x 12 drugs, Morgan
 fingerprints of their SMILES): PairFeatures, the tree flattening of GradientBoosting, PairMLP, selection
-by validation MSE in pipeline.train and the label-permutation control.
+by validation MSE in drp.stages.train and the label-permutation control.
 
 Fits are small (<= 30 trees, one hidden layer of 32, 20 epochs) and single-threaded. Synthetic data only
 for edge cases, named as such.
@@ -14,10 +14,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.ensemble import HistGradientBoostingRegressor
 from threadpoolctl import threadpool_limits
 
-from drp import pipeline
+from drp.models.selection import permute_within_drug
+from drp.stages.evaluate import tuning_table
+from drp.stages.prepare import preprocess_views
+from drp.stages.train import fit_fold, fold_pairs, train
 from drp.drug_features import morgan_fingerprints
 from drp.io import write_h5ad, write_table
 from drp.metrics import pearson
@@ -150,32 +152,52 @@ def test_cell_features_are_the_most_variable_among_training_cells(fold):
         np.testing.assert_array_equal(row, np.concatenate([cell_part, drug_part]))
 
 
-# --- the flattened trees predict exactly as scikit-learn --------------------------------------------------
+# --- the flattened trees predict exactly as LightGBM ------------------------------------------------------
 
-@pytest.mark.parametrize("missing", ["none", "at_predict_only", "in_training_too"])
-def test_predict_trees_equals_sklearn(fold, missing):
+@pytest.mark.parametrize("missing", ["none", "at_predict_only", "in_training_too", "zero_as_missing"])
+def test_predict_trees_equals_lightgbm(fold, missing):
+    import lightgbm as lgb
+
     features = PairFeatures(["expression"], 64).fit(fold.training_data())
     X_train = features.pair_matrix(fold.cells, fold.train)
     X_test = features.pair_matrix(fold.cells, fold.test)
     rng = np.random.default_rng(3)
     if missing != "none":  # NaN in a tenth of the cell-feature entries
         X_test[:, :64][rng.random((len(X_test), 64)) < 0.1] = np.nan
-    if missing == "in_training_too":
+    if missing in ("in_training_too", "zero_as_missing"):
         X_train[:, :64][rng.random((len(X_train), 64)) < 0.1] = np.nan
-    model = HistGradientBoostingRegressor(max_iter=30, max_leaf_nodes=15, early_stopping=False, random_state=0)
-    with threadpool_limits(1):
-        model.fit(X_train, fold.train.response.to_numpy())
-        expected = model.predict(X_test)
-    trees = flatten_trees(model)
-    baseline = float(np.ravel(model._baseline_prediction)[0])
-    np.testing.assert_array_equal(predict_trees(trees, baseline, X_test), expected)
+    params = {**GradientBoosting(max_leaf_nodes=15, min_samples_leaf=5).lightgbm_params(seed=0),
+              "num_threads": 1, "zero_as_missing": missing == "zero_as_missing"}
+    booster = lgb.train(params, lgb.Dataset(X_train, fold.train.response.to_numpy(), params=params), num_boost_round=30)
+    expected = booster.predict(X_test)
+    trees = flatten_trees(booster)
+    np.testing.assert_array_equal(predict_trees(trees, 0.0, X_test), expected)
     assert len(trees["roots"]) == 30
-    if missing != "none":  # the NaN rows really follow missing_go_to_left: flipping it changes predictions
+    internal = ~trees["is_leaf"].astype(bool)
+    assert np.isin(np.unique(trees["feature_idx"][internal]), np.arange(64)).any()  # omics and
+    assert (trees["feature_idx"][internal] >= 64).any()  # fingerprint bits are both used
+    if missing == "at_predict_only":  # features without NaN in training read NaN as 0.0
+        assert set(trees["missing_type"][internal]) == {0}
+        np.testing.assert_array_equal(predict_trees(trees, 0.0, np.nan_to_num(X_test, nan=0.0)), expected)
+    if missing in ("in_training_too", "zero_as_missing"):  # NaN (or 0 too) go to the side learned in training
+        assert set(trees["missing_type"][internal & (trees["feature_idx"] < 64)]) == {2 if missing == "in_training_too" else 1}
         flipped = {**trees, "missing_go_to_left": 1 - trees["missing_go_to_left"]}
-        assert not np.array_equal(predict_trees(flipped, baseline, X_test), expected)
-        if missing == "in_training_too":  # splits that learned where missing values go, both ways
-            internal = ~trees["is_leaf"].astype(bool)
-            assert set(trees["missing_go_to_left"][internal]) == {0, 1}
+        assert not np.array_equal(predict_trees(flipped, 0.0, X_test), expected)
+        assert set(trees["missing_go_to_left"][internal & (trees["missing_type"] > 0)]) == {0, 1}
+
+
+def test_early_stopping_on_validation_cell_lines(fold):
+    """The validation pairs (other cell lines) stop the boosting: the kept trees are those of the best
+    validation MSE; without validation pairs all max_iter trees are kept."""
+    data = without_held_out_drug(fold)
+    params = {**BOOSTING, "max_iter": 400, "learning_rate": 0.5}
+    model = fit(GradientBoosting(**params), data)
+    assert 0 < model.n_iterations < 400 and len(model.trees["roots"]) == model.n_iterations
+    validation = data.validation
+    predicted = model.predict(validation[["cell_line", "drug"]], data.cells).y_pred
+    assert np.mean((predicted - validation.response) ** 2) == pytest.approx(model.validation_score, rel=1e-6)
+    no_validation = fold.training_data(train=data.train_and_validation, validation=data.validation.iloc[:0], seed=0)
+    assert fit(GradientBoosting(**{**params, "max_iter": 40}), no_validation).n_iterations == 40
 
 
 # --- GradientBoosting and PairMLP -------------------------------------------------------------------------
@@ -231,7 +253,7 @@ def test_mlp_is_deterministic_on_cpu_for_a_seed(fold, fitted):
                            fitted["mlp"].predict(pairs, fold.test_cell_data()).y_pred)
 
 
-# --- pipeline.train: selection by validation MSE; the label-permutation control ---------------------------
+# --- drp.stages.train: selection by validation MSE; the label-permutation control ---------------------------
 
 @pytest.fixture(scope="module")
 def workspace(fold, tmp_path_factory):
@@ -242,9 +264,9 @@ def workspace(fold, tmp_path_factory):
     write_h5ad(root / "data" / "drug_fingerprints.h5ad", morgan_fingerprints(dataset.drugs))
     write_table(root / "LCO.tsv", make_splits(dataset.response, dataset.tissue, "LCO", N_FOLDS, SEED))
     for k in range(N_FOLDS):
-        pipeline.preprocess_views({"expression": root / "data" / "expression.h5ad"}, root / "LCO.tsv", k,
-                                  {"expression": {"n_features": N_FEATURES, "scale": True}},
-                                  {"expression": root / f"fold{k}" / "expression.h5ad"})
+        preprocess_views({"expression": root / "data" / "expression.h5ad"}, root / "LCO.tsv", k,
+                         {"expression": {"n_features": N_FEATURES, "scale": True}},
+                         {"expression": root / f"fold{k}" / "expression.h5ad"})
     return root
 
 
@@ -258,7 +280,7 @@ def test_grid_is_chosen_by_validation_mse(workspace, tmp_path):
     spec = {"class": "gradient_boosting", "params": {**BOOSTING, "max_iter": 20},
             "grid": {"learning_rate": [0.01, 0.3]}}
     output = tmp_path / "gradient_boosting" / "model"
-    pipeline.train(fold_inputs(workspace, 0), 0, spec, SEED, 1, output)
+    fit_fold(fold_inputs(workspace, 0), 0, spec, SEED, 1, output)
     selection = pd.read_csv(output / "selection.tsv", sep="\t")
     assert list(selection.columns) == ["learning_rate", "validation_mse", "seconds", "chosen"]
     assert list(selection.learning_rate) == [0.01, 0.3]
@@ -269,23 +291,22 @@ def test_grid_is_chosen_by_validation_mse(workspace, tmp_path):
     # the saved model is that candidate, and its recorded score is its MSE on the validation pairs
     saved = json.loads((output / "model.json").read_text())
     assert saved["params"]["learning_rate"] == chosen.learning_rate
-    pairs = pipeline.fold_pairs(fold_inputs(workspace, 0), 0)
+    pairs = fold_pairs(fold_inputs(workspace, 0), 0)
     validation = pairs[pairs.role == VALIDATION].reset_index(drop=True)
     features = ad.read_h5ad(workspace / "fold0" / "expression.h5ad")
     cells = CellLineData({"expression": features}, features.obs["tissue"].astype(str),
                          ad.read_h5ad(workspace / "data" / "drug_fingerprints.h5ad"))
     predicted = GradientBoosting.load(output).predict(validation[["cell_line", "drug"]], cells).y_pred
     assert np.mean((predicted - validation.response) ** 2) == pytest.approx(chosen.validation_mse, rel=1e-9)
-    # collect_tuning reports both candidates and the one chosen
-    pipeline.collect_tuning({"gradient_boosting__fold0": output}, tmp_path / "tuning.tsv")
-    tuning = pd.read_csv(tmp_path / "tuning.tsv", sep="\t")
+    # the tuning table reports both candidates and the one chosen
+    tuning = tuning_table({"gradient_boosting": {0: output}})
     assert list(tuning.candidates) == [2, 2] and list(tuning.chosen) == list(selection.chosen)
     assert [json.loads(c) for c in tuning.candidate] == [{"learning_rate": 0.01}, {"learning_rate": 0.3}]
 
 
 def test_single_candidate_without_validation_is_the_chosen_one(workspace, tmp_path):
     output = tmp_path / "mean_effects" / "model"
-    pipeline.train(fold_inputs(workspace, 0), 0, {"class": "mean_effects"}, SEED, 1, output)
+    fit_fold(fold_inputs(workspace, 0), 0, {"class": "mean_effects"}, SEED, 1, output)
     selection = pd.read_csv(output / "selection.tsv", sep="\t")
     assert len(selection) == 1
     assert selection.chosen.all()
@@ -307,7 +328,7 @@ def synthetic_pairs() -> pd.DataFrame:
 def test_permute_within_drug_keeps_each_drugs_responses_and_breaks_the_cell_lines():
     pairs = synthetic_pairs()
     before = pairs.copy()
-    shuffled = pipeline.permute_within_drug(pairs, seed=0)
+    shuffled = permute_within_drug(pairs, seed=0)
     pd.testing.assert_frame_equal(pairs, before)  # the input is not modified
     pd.testing.assert_frame_equal(shuffled[["cell_line", "drug"]], pairs[["cell_line", "drug"]])
     for drug, group in pairs.groupby("drug"):
@@ -315,14 +336,14 @@ def test_permute_within_drug_keeps_each_drugs_responses_and_breaks_the_cell_line
         np.testing.assert_array_equal(np.sort(permuted), np.sort(group.response))  # the same multiset
         assert (permuted != group.response).mean() > 0.8  # most cell lines got another one's response
         assert abs(np.corrcoef(permuted, group.response)[0, 1]) < 0.5
-    pd.testing.assert_frame_equal(pipeline.permute_within_drug(pairs, seed=0), shuffled)
-    assert not pipeline.permute_within_drug(pairs, seed=1).response.equals(shuffled.response)
+    pd.testing.assert_frame_equal(permute_within_drug(pairs, seed=0), shuffled)
+    assert not permute_within_drug(pairs, seed=1).response.equals(shuffled.response)
 
 
 def test_permute_within_drug_single_pair_drug_is_unchanged():
     pairs = pd.DataFrame({"cell_line": ["SYNCELL0", "SYNCELL1", "SYNCELL2"], "drug": ["SYN_A", "SYN_A", "SYN_B"],
                           "response": [1.0, 2.0, 3.0]}, index=[5, 3, 9])  # synthetic
-    shuffled = pipeline.permute_within_drug(pairs, seed=0)
+    shuffled = permute_within_drug(pairs, seed=0)
     assert shuffled.loc[9, "response"] == 3.0
     assert sorted(shuffled.loc[[5, 3], "response"]) == [1.0, 2.0]
 
@@ -338,9 +359,9 @@ def test_permuted_labels_score_at_chance(workspace, tmp_path):
         for k in range(N_FOLDS):
             inputs = fold_inputs(workspace, k)
             model_dir = tmp_path / f"permute{permute}" / f"fold{k}" / "model"
-            pipeline.train(inputs, k, spec, SEED, 1, model_dir)
-            pipeline.predict({**inputs, "model": model_dir}, k, spec, tmp_path / "predictions.parquet")
-            frames.append(pd.read_parquet(tmp_path / "predictions.parquet"))
+            train(inputs, k, spec, SEED, 1, {"model": model_dir, "predictions": model_dir.parent / "predictions.parquet",
+                                             "view_ablation": model_dir.parent / "view_ablation.parquet"})
+            frames.append(pd.read_parquet(model_dir.parent / "predictions.parquet"))
         predictions = pd.concat(frames, ignore_index=True)
         assert predictions.cell_line.nunique() == 150 and set(predictions.fold) == {0, 1, 2}
         means[permute] = per_drug_pearson(predictions, predictions.y_true).mean()
@@ -374,9 +395,9 @@ class PairRecorder(DrugResponseModel):
 def test_permute_labels_shuffles_train_and_validation_pairs_each_within_drug(workspace, tmp_path):
     output = tmp_path / "recorder" / "model"
     spec = {"class": f"{__name__}:{PairRecorder.__qualname__}", "permute_labels": True}
-    pipeline.train(fold_inputs(workspace, 1), 1, spec, SEED, 1, output)
+    fit_fold(fold_inputs(workspace, 1), 1, spec, SEED, 1, output)
     recorded = PairRecorder.load(output).pairs
-    pairs = pipeline.fold_pairs(fold_inputs(workspace, 1), 1)
+    pairs = fold_pairs(fold_inputs(workspace, 1), 1)
     for part, role in (("train", TRAIN), ("validation", VALIDATION)):
         real = pairs.loc[pairs.role == role, ["cell_line", "drug", "response"]]
         seen = pd.DataFrame(recorded[part], columns=["cell_line", "drug", "response"])

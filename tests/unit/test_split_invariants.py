@@ -303,7 +303,8 @@ def test_single_candidate_that_uses_validation_keeps_it_apart(workspace, tmp_pat
 
 @pytest.mark.parametrize("fold", FOLDS)
 def test_drug_bits_are_chosen_among_training_drugs_only(workspace, tmp_path, roles, fold):
-    """LDO: the boosting model's drug features are the fingerprint bits that vary among non-test drugs."""
+    """LDO: the boosting model's drug features are the fingerprint bits that vary among its training drugs
+    (it stops early on the validation fold, so validation drugs are held out of its fit too)."""
     spec = {"class": "gradient_boosting", "params": {"views": ["expression"], "max_features_per_view": 16,
                                                      "max_iter": 5}}
     output = tmp_path / "boosting" / "model"
@@ -312,7 +313,7 @@ def test_drug_bits_are_chosen_among_training_drugs_only(workspace, tmp_path, rol
         drug_bits = arrays["drug_bits"]
     fingerprints = ad.read_h5ad(workspace / "data" / "drug_fingerprints.h5ad")
     pairs = roles["LDO"][fold]
-    training_drugs = sorted(set(pairs.loc[pairs.role != TEST, "drug"]))
+    training_drugs = sorted(set(pairs.loc[pairs.role == TRAIN, "drug"]))
     bits = np.asarray(fingerprints[training_drugs].X)
     np.testing.assert_array_equal(drug_bits, np.flatnonzero(bits.min(axis=0) != bits.max(axis=0)))
     every = np.asarray(fingerprints.X)

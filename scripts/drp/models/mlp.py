@@ -41,18 +41,37 @@ class MLPSettings:
     progress: bool = True
 
 
+class UniformDropout(nn.Module):
+    """Dropout with the mask drawn as uniform >= p: the same distribution as ``nn.Dropout``, which draws it with
+    ``bernoulli_``, about half as fast on the CPU; on (pairs x hidden) activations that was a third of the
+    MLP's training time. Scaled by 1 / (1 - p) in training, the identity in evaluation."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        mask = torch.empty_like(x).uniform_().ge_(self.p).mul_(1.0 / (1.0 - self.p))  # in place: one buffer
+        return x * mask
+
+
 class PairMLPModule(nn.Module):
     def __init__(self, n_cell: int, n_drug: int, hidden: list[int], dropout: float):
         super().__init__()
         self.cell_in = nn.Linear(n_cell, hidden[0])
         self.drug_in = nn.Linear(n_drug, hidden[0], bias=False)
-        layers = [nn.ReLU(), nn.Dropout(dropout)]
+        layers = [nn.ReLU(), UniformDropout(dropout)]
         for n_in, n_out in zip(hidden[:-1], hidden[1:]):
-            layers += [nn.Linear(n_in, n_out), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(n_in, n_out), nn.ReLU(), UniformDropout(dropout)]
         self.body = nn.Sequential(*layers, nn.Linear(hidden[-1], 1))
 
     def forward(self, x_cells, x_drugs, cell_index, drug_index):
-        return self.body(self.cell_in(x_cells)[cell_index] + self.drug_in(x_drugs)[drug_index]).squeeze(-1)
+        # index_select, not x[index]: its backward is an index_add, where x[index]'s sorts the indices first
+        first = (torch.index_select(self.cell_in(x_cells), 0, cell_index)
+                 + torch.index_select(self.drug_in(x_drugs), 0, drug_index))
+        return self.body(first).squeeze(-1)
 
 
 class PairMLP(DrugResponseModel):

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/profile_run.py [--workdir DIR] [--log .snakemake/log/<run>.snakemake.log]
 
-Reads the Snakemake log of the run (default: the newest under <workdir>/.snakemake/log/, or a saved copy of
-`make run`'s output), which names every job's rule, log and benchmark file and stamps its start and end;
+Reads the Snakemake log of the run (default: the newest with finished jobs under <workdir>/.snakemake/log/,
+or a saved copy of `make run`'s output), which names every job's rule, log and benchmark file and stamps its start and end;
 each job's benchmark file (benchmarks/...: wall seconds, CPU seconds, peak memory); and the ``timing:`` line
 that every rule script writes into its job log (drp.workflow.run_stage: seconds from the process start to
 the stage's import, of the import, of the work), where there is one. Prints a markdown table, a row per rule
@@ -108,7 +108,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("."), help="the run's working directory")
     parser.add_argument("--log", type=Path, help="the Snakemake log of the run (default: the newest in .snakemake/log)")
     args = parser.parse_args()
-    log = args.log or max((args.workdir / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
+    # the newest log of a run that finished jobs (`snakemake --report` writes a log of its own, without jobs)
+    logs = sorted((args.workdir / ".snakemake" / "log").glob("*.snakemake.log"), key=lambda p: p.stat().st_mtime)
+    log = args.log or next((p for p in reversed(logs) if "Finished jobid" in p.read_text(errors="replace")), None)
+    if log is None:
+        raise SystemExit(f"{args.workdir}/.snakemake/log: no log of a run with finished jobs")
     table, totals = profile(parse_log(log), args.workdir)
     print(f"Run profile from {log}\n")
     print(markdown(table))

@@ -86,11 +86,6 @@ def of_fold(paths: Mapping, fold: int) -> dict:
     return {**shared, **own}
 
 
-def folds_of(paths: Mapping) -> list[int]:
-    """The folds that have inputs named by ``in_fold``, in order."""
-    return sorted({parsed[0] for parsed in map(parse_in_fold, paths.keys()) if parsed is not None})
-
-
 def study_pair(train: str, test: str) -> str:
     """A cross-study (trained on, tested on) pair: ``<train>__<test>``."""
     return f"{train}{SEPARATOR}{test}"

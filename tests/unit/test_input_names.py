@@ -54,7 +54,6 @@ def test_every_name_round_trips():
 def test_of_fold_keeps_shared_inputs_and_strips_the_fold():
     paths = {"splits": "s", input_names.in_fold(0, "model"): "m0", input_names.in_fold(1, "model"): "m1"}
     assert input_names.of_fold(paths, 1) == {"splits": "s", "model": "m1"}
-    assert input_names.folds_of(paths) == [0, 1]
 
 
 def test_study_pair_of_names_with_a_double_underscore_is_refused():

@@ -266,3 +266,30 @@ def test_group_held_out_drug_mean_predictor_is_not_anticorrelated():
                                         lower_is_sensitive=True, min_pairs=5)
     assert np.isnan(per_drug["pearson"].iloc[0]) and per_drug["folds"].iloc[0] == 3
     assert np.isnan(summary.set_index(["scope", "metric"]).loc[("pooled", "pearson"), "value"])
+
+
+def test_numpy_metrics_equal_scipy_and_scikit_learn():
+    """The per-group metrics are numpy re-implementations (the library calls cost most of an evaluation in input
+    checks); on SYNTHETIC groups with ties in scores and responses they equal scipy's and scikit-learn's."""
+    from scipy import stats
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from drp.metrics import aupr, auroc, pearson, spearman
+
+    rng = np.random.default_rng(0)
+    checked = 0
+    for i in range(500):
+        n = int(rng.integers(3, 200))
+        y = rng.normal(size=n)
+        p = y * rng.normal() + rng.normal(size=n)
+        p = np.round(p, 1) if i % 2 else p  # ties in the scores
+        y = np.round(y) if i % 3 == 0 else y  # and in the responses
+        sensitive = rng.random(n) < rng.uniform(0.05, 0.95)
+        if sensitive.all() or not sensitive.any() or np.ptp(y) == 0 or np.ptp(p) == 0:
+            continue
+        assert pearson(y, p) == pytest.approx(stats.pearsonr(y, p)[0], abs=1e-12)
+        assert spearman(y, p) == pytest.approx(stats.spearmanr(y, p)[0], abs=1e-12)
+        assert auroc(sensitive, p) == pytest.approx(roc_auc_score(sensitive, p), abs=1e-12)
+        assert aupr(sensitive, p) == pytest.approx(average_precision_score(sensitive, p), abs=1e-12)
+        checked += 1
+    assert checked > 400

@@ -104,8 +104,8 @@ def view_ablation_table(tables: dict[str, pd.DataFrame], min_pairs: int) -> pd.D
     """Mean per-drug Pearson per model with each view shuffled, and its change from intact views."""
     from ..metrics import fold_averaged, pearson
 
-    def pearson_of(group: pd.DataFrame) -> dict:
-        return {"n": len(group), "pearson": pearson(group.y_true, group.y_pred)}
+    def pearson_of(group: dict) -> dict:
+        return {"n": len(group["y_true"]), "pearson": pearson(group["y_true"], group["y_pred"])}
 
     rows = []
     for name, frame in tables.items():

@@ -75,7 +75,7 @@ def profile(jobs: pd.DataFrame, workdir: Path) -> tuple[pd.DataFrame, dict]:
         "wall s (sum)": grouped["wall"].sum(min_count=1),
         "CPU s (sum)": grouped["cpu"].sum(min_count=1),
         "wall s per job": grouped["wall"].mean(),
-        "start-up + imports s per job": (grouped["startup"].mean() + grouped["imports"].mean())
+        "s to the stage call per job": (grouped["startup"].mean() + grouped["imports"].mean())
         if "startup" in jobs else float("nan"),
         "peak RSS MB": grouped["rss_mb"].max(),
     })
@@ -89,7 +89,7 @@ def profile(jobs: pd.DataFrame, workdir: Path) -> tuple[pd.DataFrame, dict]:
         "other jobs' CPU min": jobs.loc[~training, "cpu"].sum() / 60,
     }
     if "startup" in jobs:
-        totals["other jobs' start-up + imports min"] = (jobs.loc[~training, "startup"]
+        totals["other jobs' time to the stage call min"] = (jobs.loc[~training, "startup"]
                                                         + jobs.loc[~training, "imports"]).sum() / 60
     return table, totals
 

@@ -106,19 +106,21 @@ def evaluation_inputs(wildcards):
     return model_fold_outputs(wildcards, kinds)
 
 
+def every_fold_features(wildcards):
+    """The preprocessed views of every fold, as inputs named fold<k>__features_<view>."""
+    return {input_names.in_fold(fold, input_names.features(view)): f"{fold_dir(wildcards, fold)}/features/{view}.h5ad"
+            for fold in FOLDS for view in dataset_views(wildcards.dataset)}
+
+
 def latent_inputs(wildcards):
     """Every fold's features and the fold models of the models with a latent space that run in this mode."""
-    return {**model_fold_outputs(wildcards, ["model"], latent_models(wildcards.mode)),
-            **{input_names.in_fold(fold, input_names.features(view)): f"{fold_dir(wildcards, fold)}/features/{view}.h5ad"
-               for fold in FOLDS for view in dataset_views(wildcards.dataset)}}
+    return {**model_fold_outputs(wildcards, ["model"], latent_models(wildcards.mode)), **every_fold_features(wildcards)}
 
 
 def cross_study_model_inputs(wildcards):
     """One model's fold models and every fold's features, as inputs named fold<k>__model and fold<k>__features_<view>."""
-    return {input_names.in_fold(fold, name): path for fold in FOLDS
-            for name, path in {"model": f"{fold_dir(wildcards, fold)}/{wildcards.model}/model",
-                               **{input_names.features(view): f"{fold_dir(wildcards, fold)}/features/{view}.h5ad"
-                                  for view in dataset_views(wildcards.dataset)}}.items()}
+    return {**{input_names.in_fold(fold, "model"): f"{fold_dir(wildcards, fold)}/{wildcards.model}/model" for fold in FOLDS},
+            **every_fold_features(wildcards)}
 
 
 def cross_study_predictions(wildcards):

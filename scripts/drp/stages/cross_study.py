@@ -56,23 +56,27 @@ def predict_cross_study(paths: Mapping, folds: list[int], spec: dict, outputs: M
     from .train import cell_line_data
 
     source_response, splits = read_response(paths["response"]), read_splits(paths["splits"])
-    targets = input_names.target_inputs(paths)
+    files = input_names.target_inputs(paths)
+    targets = {target: {"response": read_response(files[target]["response"]),  # read once, used by every fold
+                        "tissue": read_cell_lines(files[target]["cell_lines"])["tissue"],
+                        "views": {name: read_view(path) for name, path in files[target].items()
+                                  if name not in ("response", "cell_lines")}}
+               for target in outputs}
     frames = {target: [] for target in outputs}
     for fold in folds:
         fold_inputs = input_names.of_fold(paths, fold)
         fitted = cell_line_data(fold_inputs)
         model = resolve(spec["class"]).load(fold_inputs["model"])
         for target, output in outputs.items():
-            files = targets[target]
-            pairs = target_pairs(read_response(files["response"]), source_response, splits, len(folds), fold)
-            target_tissue = read_cell_lines(files["cell_lines"])["tissue"]
+            pairs = target_pairs(targets[target]["response"], source_response, splits, len(folds), fold)
+            target_tissue = targets[target]["tissue"]
             cell_index = pd.Index(sorted(pairs.cell_line.unique()))
             views = {}
             for name, fitted_view in fitted.views.items():
-                raw = read_view(files[name])
+                raw = targets[target]["views"][name]
                 missing = cell_index.difference(raw.obs_names)
                 if len(missing):
-                    raise ValueError(f"{files[name]}: no {name} profile for {len(missing)} cell lines of the target's "
+                    raise ValueError(f"{files[target][name]}: no {name} profile for {len(missing)} cell lines of the target's "
                                      f"response table, e.g. {list(missing[:3])}")
                 views[name] = apply_fitted_view(raw[cell_index], fitted_view)
             cells = CellLineData(views, target_tissue.reindex(cell_index).fillna("unknown"), fitted.drug_features)

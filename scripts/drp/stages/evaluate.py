@@ -35,13 +35,12 @@ def fold_tables(paths: Mapping, kind: str, models: list[str]) -> dict[str, pd.Da
             for model, by_fold in _per_model(paths, kind, models).items()}
 
 
-def metrics(predictions: dict[str, pd.DataFrame], paths: Mapping, outputs: Mapping, baseline: str, min_pairs: int,
-            title: str) -> pd.DataFrame:
+def metrics(predictions: dict[str, pd.DataFrame], paths: Mapping, meta: dict, outputs: Mapping, baseline: str,
+            min_pairs: int, title: str) -> pd.DataFrame:
     """Per-drug and pooled metrics; writes predictions, per_drug, summary, summary_html; returns per_drug."""
     from ..metrics import evaluate_models, training_thresholds
     from ..plots import summary_table_html
 
-    meta = read_meta(paths["meta"])
     thresholds = training_thresholds(read_response(paths["response"]), read_splits(paths["splits"]))
     per_drug, summary = evaluate_models(predictions, baseline, thresholds, meta["lower_is_sensitive"], min_pairs)
     headline = summary[summary.scope == "per_drug_mean"].pivot(index="model", columns="metric", values="value")
@@ -130,10 +129,11 @@ def plot_metrics(per_drug: pd.DataFrame, predictions: dict[str, pd.DataFrame], m
 def evaluate(paths: Mapping, outputs: Mapping, models: list[str], baseline: str, baselines: list[str],
              controls: list[str], metric: str, min_pairs: int, alpha: float, title: str) -> None:
     """The evaluation job of one split mode; writes view_ablation only when that output is named."""
+    meta = read_meta(paths["meta"])
     predictions = fold_tables(paths, "predictions", models)
-    per_drug = metrics(predictions, paths, outputs, baseline, min_pairs, title)
+    per_drug = metrics(predictions, paths, meta, outputs, baseline, min_pairs, title)
     statistics(per_drug, predictions, outputs, baselines, controls, metric, min_pairs, alpha, title)
     write_table(outputs["tuning"], tuning_table(_per_model(paths, "model", models)))
     if "view_ablation" in outputs.keys():
         write_table(outputs["view_ablation"], view_ablation_table(fold_tables(paths, "view_ablation", models), min_pairs))
-    plot_metrics(per_drug, predictions, read_meta(paths["meta"])["measure"], outputs, title)
+    plot_metrics(per_drug, predictions, meta["measure"], outputs, title)

@@ -48,11 +48,12 @@ def latent(paths: Mapping, outputs: Mapping, seed: int, title: str) -> None:
             write_h5ad(path, ad.AnnData(np.zeros((0, 0), dtype=np.float32)))
         else:
             placeholder_figure(path, f"{model} does not run under this split mode")
+    folds = sorted({fold for by_fold in model_dirs.values() for fold in by_fold})
+    cells = {fold: cell_line_data(input_names.of_fold(paths, fold)) for fold in folds}  # read once for all models
     for model, by_fold in model_dirs.items():
         for fold, model_dir in sorted(by_fold.items()):
             fitted = resolve(json.loads((Path(model_dir) / "model.json").read_text())["class"]).load(model_dir)
-            export_latent(fitted, cell_line_data(input_names.of_fold(paths, fold)),
-                          outputs[input_names.model_fold_output(fold, model, "latent")])
+            export_latent(fitted, cells[fold], outputs[input_names.model_fold_output(fold, model, "latent")])
         latent_umap(outputs[input_names.model_fold_output(min(by_fold), model, "latent")],
                     outputs[input_names.model_output(model, "umap")], seed=seed,
                     title=f"{model}: latent space, {title} fold {min(by_fold)}")

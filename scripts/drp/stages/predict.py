@@ -4,7 +4,6 @@ with one omics view shuffled across the test cell lines)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -16,11 +15,9 @@ from ..splits import TEST
 log = logging.getLogger(__name__)
 
 
-def test_inputs(paths: Mapping, fold: int, cells: CellLineData) -> tuple[pd.DataFrame, CellLineData]:
-    """The fold's test pairs (cell_line, drug, response) and the test cell lines' data."""
-    from .train import fold_pairs
-
-    pairs = fold_pairs(paths, fold)
+def test_inputs(pairs: pd.DataFrame, cells: CellLineData) -> tuple[pd.DataFrame, CellLineData]:
+    """The fold's test pairs (cell_line, drug, response), from its pairs with their roles
+    (``train.fold_pairs``), and the test cell lines' data."""
     test = pairs.loc[pairs.role == TEST, ["cell_line", "drug", "response"]].reset_index(drop=True)
     return test, cells.subset(sorted(test.cell_line.unique()))
 

@@ -64,16 +64,17 @@ def perturbation_arrays(path, expression, cell_lines) -> dict:
     return {**arrays, "drug": pairs.obs["drug"].astype(str).tolist()}
 
 
-def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, model_dir, cells=None):
+def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, model_dir, cells=None, pairs=None):
     """Fit one model on a fold and save it to ``model_dir``. With a ``grid`` in the spec, every candidate
     is fitted on the training pairs and the one with the lowest mean squared error on the validation pairs
     is kept, for every model alike: the choice never sees the test fold. A single candidate of a model that
     does not use a validation fold trains on training and validation pairs. Returns the fitted model.
-    ``cells`` (the fold's ``cell_line_data``, all cell lines) may be passed in to avoid reading it twice."""
+    ``cells`` (the fold's ``cell_line_data``, all cell lines) and ``pairs`` (its ``fold_pairs``) may be passed
+    in by a caller that needs them too, so they are read once."""
     from threadpoolctl import threadpool_limits
 
     meta = read_meta(paths["meta"])
-    pairs = fold_pairs(paths, fold)
+    pairs = fold_pairs(paths, fold) if pairs is None else pairs
     columns = ["cell_line", "drug", "response"]
     train_pairs = pairs.loc[pairs.role == TRAIN, columns].reset_index(drop=True)
     validation_pairs = pairs.loc[pairs.role == VALIDATION, columns].reset_index(drop=True)
@@ -110,8 +111,8 @@ def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, output
     """The training job: ``outputs`` names ``model`` (a folder), ``predictions`` and ``view_ablation``."""
     from .predict import test_inputs, test_predictions, view_ablation
 
-    cells = cell_line_data(paths)
-    model = fit_fold(paths, fold, spec, seed, threads, outputs["model"], cells=cells)
-    test, test_cells = test_inputs(paths, fold, cells)
+    cells, pairs = cell_line_data(paths), fold_pairs(paths, fold)
+    model = fit_fold(paths, fold, spec, seed, threads, outputs["model"], cells=cells, pairs=pairs)
+    test, test_cells = test_inputs(pairs, cells)
     test_predictions(model, test, test_cells, fold, spec, outputs["predictions"])
     view_ablation(model, test, test_cells, fold, seed, outputs["view_ablation"])

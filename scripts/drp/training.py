@@ -52,6 +52,56 @@ class TrainerSettings:
     progress: bool = True
 
 
+class Adam:
+    """Adam with L2 weight decay: the update of ``torch.optim.Adam`` (its single-tensor path, which the CPU
+    takes), step for step. Not torch.optim itself because its first use imports torch's compiler stack
+    (torch._dynamo, sympy): 1.3 s of every training job on the 2-core machine, as long as a whole mean-effects
+    fit. tests/unit/test_training.py checks it equal to torch.optim.Adam to the last bit."""
+
+    def __init__(self, parameters, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.parameters = [p for p in parameters if p.requires_grad]
+        self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
+        self.steps = [0] * len(self.parameters)  # per parameter, as torch: one without a gradient does not step
+        self.exp_avg = [torch.zeros_like(p) for p in self.parameters]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.parameters]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for parameter in self.parameters:
+            parameter.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        beta1, beta2 = self.betas
+        for i, parameter in enumerate(self.parameters):
+            if parameter.grad is None:
+                continue
+            self.steps[i] += 1
+            grad = parameter.grad
+            if self.weight_decay:
+                grad = grad.add(parameter, alpha=self.weight_decay)
+            self.exp_avg[i].lerp_(grad, 1 - beta1)
+            self.exp_avg_sq[i].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            step_size = self.lr / (1 - beta1 ** self.steps[i])
+            denom = (self.exp_avg_sq[i].sqrt() / (1 - beta2 ** self.steps[i]) ** 0.5).add_(self.eps)
+            parameter.addcdiv_(self.exp_avg[i], denom, value=-step_size)
+
+    def state_dict(self) -> dict:
+        return {"steps": list(self.steps), "exp_avg": [t.clone() for t in self.exp_avg],
+                "exp_avg_sq": [t.clone() for t in self.exp_avg_sq]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = list(state["steps"])
+        for mine, saved in zip(self.exp_avg + self.exp_avg_sq, state["exp_avg"] + state["exp_avg_sq"]):
+            mine.copy_(saved)
+
+
+def _use_deterministic_algorithms(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms`` for eager code only. The public function also sets the flag of
+    torch's compiler (torch._inductor), and importing that imports the whole compiler stack (1.2 s per
+    training job); nothing here is compiled, so the eager flag is all that matters."""
+    torch._C._set_deterministic_algorithms(mode)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -82,8 +132,7 @@ class Trainer:
         self.seed = seed
         self.fingerprint = fingerprint
         self.checkpoint_path = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else None
-        self.optimizer = torch.optim.Adam(module.parameters(), lr=settings.learning_rate,
-                                          weight_decay=settings.weight_decay)
+        self.optimizer = Adam(module.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.history: list[dict] = []
         self.best_score, self.best_epoch, self.best_state = math.inf, -1, None
@@ -140,11 +189,11 @@ class Trainer:
         """Train until early stopping or ``max_epochs``; leave the best weights in the module."""
         torch.manual_seed(self.seed)
         was_deterministic = torch.are_deterministic_algorithms_enabled()
-        torch.use_deterministic_algorithms(self.device.type == "cpu" or was_deterministic)
+        _use_deterministic_algorithms(self.device.type == "cpu" or was_deterministic)
         try:
             return self._fit(loss_fn, validate_fn, n_samples)
         finally:
-            torch.use_deterministic_algorithms(was_deterministic)
+            _use_deterministic_algorithms(was_deterministic)
 
     def _fit(self, loss_fn, validate_fn, n_samples: int) -> pd.DataFrame:
         self._resume()

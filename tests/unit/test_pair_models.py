@@ -200,6 +200,22 @@ def test_early_stopping_on_validation_cell_lines(fold):
     assert fit(GradientBoosting(**{**params, "max_iter": 40}), no_validation).n_iterations == 40
 
 
+def test_grid_candidates_share_binned_pairs_and_fit_as_if_alone(fold):
+    """A fold's candidates share LightGBM's binned pairs (TrainingData.shared): a candidate fitted after
+    another has the same trees as one fitted alone; other binning settings or features get their own copy."""
+    data = without_held_out_drug(fold)
+    first = fit(GradientBoosting(**BOOSTING), data)
+    assert len(data.shared) == 1
+    after = fit(GradientBoosting(**{**BOOSTING, "learning_rate": 0.3}), data)
+    alone = fit(GradientBoosting(**{**BOOSTING, "learning_rate": 0.3}), without_held_out_drug(fold))
+    assert len(data.shared) == 1 and after.n_iterations == alone.n_iterations
+    assert all(np.array_equal(after.trees[k], alone.trees[k]) for k in alone.trees)
+    assert not np.array_equal(first.trees["value"][:50], after.trees["value"][:50])
+    fit(GradientBoosting(**{**BOOSTING, "max_bins": 15}), data)
+    fit(GradientBoosting(**{**BOOSTING, "max_features_per_view": 32}), data)
+    assert len(data.shared) == 3
+
+
 # --- GradientBoosting and PairMLP -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["boosting", "mlp"])
@@ -407,3 +423,26 @@ def test_permute_labels_shuffles_train_and_validation_pairs_each_within_drug(wor
             np.testing.assert_array_equal(np.sort(group.response), np.sort(group.response_real))
         assert (merged.response != merged.response_real).mean() > 0.8
         assert not set(seen.cell_line) & set(pairs.loc[pairs.role == TEST, "cell_line"])  # LCO
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+def test_fast_dropout_drops_a_share_p_and_keeps_the_expectation(p):
+    """FastDropout (16 random bits per unit): on SYNTHETIC ones, the dropped share is p (within 4 standard
+    errors), kept units are scaled by 1 / (1 - p), every bit lane is used (no position is always kept),
+    and evaluation is the identity."""
+    import torch
+
+    from drp.models.mlp import FastDropout
+
+    torch.manual_seed(0)
+    layer = FastDropout(p)
+    x = torch.ones(400, 1001)  # an odd size: the last 64-bit word is only partly used
+    out = layer(x)
+    dropped = (out == 0).double()
+    assert abs(dropped.mean().item() - p) < 4 * (p * (1 - p) / x.numel()) ** 0.5
+    assert torch.allclose(out[out != 0], torch.tensor(1 / (1 - p)), rtol=1e-3)
+    lanes = dropped.flatten()[: 4 * (x.numel() // 4)].view(-1, 4).mean(0)  # the four 16-bit lanes of each word
+    assert torch.all((lanes - p).abs() < 4 * (p * (1 - p) / (x.numel() / 4)) ** 0.5)
+    assert abs(out.mean().item() - 1.0) < 0.01
+    layer.eval()
+    assert torch.equal(layer(x), x)

@@ -248,3 +248,61 @@ def test_cpu_training_is_not_autocast():
     assert run.trainer.device == torch.device("cpu")
     assert dtypes == [torch.float32, torch.float32]
     assert training.resolve_device(run.trainer.settings.device).type == "cpu"
+
+
+# --- the optimizer ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-4])
+def test_adam_matches_torch_adam_to_the_last_bit(weight_decay):
+    """training.Adam stands in for torch.optim.Adam (whose first use imports torch's compiler): the same
+    weights after every step, including a parameter that gets no gradient on some steps (it must not step)."""
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    extra_ours, extra_theirs = torch.nn.Parameter(torch.randn(3)), None
+    theirs.load_state_dict(ours.state_dict())
+    extra_theirs = torch.nn.Parameter(extra_ours.detach().clone())
+    mine = training.Adam([*ours.parameters(), extra_ours], lr=0.01, weight_decay=weight_decay)
+    reference = torch.optim.Adam([*theirs.parameters(), extra_theirs], lr=0.01, weight_decay=weight_decay)
+    x = torch.randn(40, 6)
+    for step in range(25):
+        for module, extra, optimizer in ((ours, extra_ours, mine), (theirs, extra_theirs, reference)):
+            optimizer.zero_grad(set_to_none=True)
+            loss = (module(x) ** 2).mean() + (((extra ** 2).sum()) if step % 3 == 0 else 0.0)
+            loss.backward()
+            optimizer.step()
+        assert all(torch.equal(a, b) for a, b in zip([*ours.parameters(), extra_ours], [*theirs.parameters(), extra_theirs]))
+
+
+def test_adam_state_round_trip_continues_identically():
+    torch.manual_seed(1)
+    module = torch.nn.Linear(4, 1)
+    x = torch.randn(16, 4)
+
+    def run(optimizer, steps):
+        for _ in range(steps):
+            optimizer.zero_grad()
+            (module(x) ** 2).mean().backward()
+            optimizer.step()
+
+    optimizer = training.Adam(module.parameters(), lr=0.05)
+    run(optimizer, 3)
+    saved_weights, saved_state = copy.deepcopy(module.state_dict()), optimizer.state_dict()
+    run(optimizer, 4)
+    uninterrupted = copy.deepcopy(module.state_dict())
+    module.load_state_dict(saved_weights)
+    resumed = training.Adam(module.parameters(), lr=0.05)
+    resumed.load_state_dict(saved_state)
+    run(resumed, 4)
+    assert_same(uninterrupted, module.state_dict())
+
+
+def test_training_never_imports_torch_compiler():
+    """The point of training.Adam: a fit does not pay for importing torch._dynamo (checked in a fresh process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.path[:0] = ['scripts', 'tests/unit']; import test_training as t; r = t.SyntheticRegression(); "
+            "r.fit(max_epochs=2); print('torch._dynamo' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=os.path.join(os.path.dirname(__file__), "..", ".."))
+    assert result.stdout.strip().splitlines()[-1] == "False"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +57,9 @@ class TrainingData:
     seed: int = 0
     checkpoint_dir: Path | None = None  # where neural models keep resumable checkpoints
     perturbations: dict | None = None  # optional (control x1, treated x2, drug) pairs, e.g. from LINCS
+    #: shared by the grid candidates of one fold (same cells and pairs): what a model builds from the data
+    #: alone, whatever the candidate's parameters, it may keep here under a key naming those inputs
+    shared: dict = field(default_factory=dict)
 
     def __post_init__(self):
         seen = set(self.train.cell_line) | set(self.validation.cell_line)

@@ -113,15 +113,28 @@ class GradientBoosting(DrugResponseModel):
                 "max_bin": p["max_bins"], "bin_construct_sample_cnt": p["bin_sample"], "seed": seed,
                 "deterministic": True, "force_row_wise": True, "num_threads": 0, "verbose": -1}
 
+    def _datasets(self, data: TrainingData, params: dict):
+        """LightGBM's binned training and validation pairs. They depend on the chosen features and the binning
+        settings, not on the learning rate or the trees' shape, so a fold's grid candidates share one binned
+        copy (building it and the pairs' matrix is ~3.5 s of a ~15 s fit)."""
+        binning = [params[k] for k in ("max_bin", "bin_construct_sample_cnt", "min_data_in_leaf", "seed")]
+        key = ("lightgbm_datasets", repr(self.features.cell_features), self.features.drug_bits.tobytes(), repr(binning))
+        if key not in data.shared:
+            train = lgb.Dataset(self.features.pair_matrix(data.cells, data.train), data.train.response.to_numpy(),
+                                params=params, free_raw_data=True)
+            validation = None
+            if len(data.validation):
+                validation = lgb.Dataset(self.features.pair_matrix(data.cells, data.validation),
+                                         data.validation.response.to_numpy(), reference=train)
+            data.shared[key] = (train, validation)
+        return data.shared[key]
+
     def fit(self, data: TrainingData) -> None:
         p = self.params
         self.features.fit(data)
         params = self.lightgbm_params(data.seed)
-        train = lgb.Dataset(self.features.pair_matrix(data.cells, data.train), data.train.response.to_numpy(),
-                            params=params, free_raw_data=True)
-        if len(data.validation):
-            validation = lgb.Dataset(self.features.pair_matrix(data.cells, data.validation),
-                                     data.validation.response.to_numpy(), reference=train)
+        train, validation = self._datasets(data, params)
+        if validation is not None:
             booster = lgb.train(params, train, num_boost_round=p["max_iter"], valid_sets=[validation],
                                 callbacks=[lgb.early_stopping(p["n_iter_no_change"], verbose=False)])
             self.n_iterations = int(booster.best_iteration or booster.current_iteration())

@@ -41,19 +41,25 @@ class MLPSettings:
     progress: bool = True
 
 
-class UniformDropout(nn.Module):
-    """Dropout with the mask drawn as uniform >= p: the same distribution as ``nn.Dropout``, which draws it with
-    ``bernoulli_``, about half as fast on the CPU; on (pairs x hidden) activations that was a third of the
-    MLP's training time. Scaled by 1 / (1 - p) in training, the identity in evaluation."""
+class FastDropout(nn.Module):
+    """Dropout whose mask comes from 16 random bits per element: a unit is kept when its bits, read as a
+    number in [0, 65536), are at least round(p * 65536), so p is honoured to within 2^-17. Four masks' worth
+    of bits per 64-bit draw make it ~3x cheaper on the CPU than ``nn.Dropout`` (on the pairs x hidden
+    activations, generating the mask was a fifth of the MLP's training time). Scaled by 1 / (1 - p) in
+    training, the identity in evaluation."""
 
     def __init__(self, p: float):
         super().__init__()
         self.p = p
+        self.drop_below = round(p * 65536)
 
     def forward(self, x):
-        if not self.training or self.p == 0:
+        if not self.training or self.drop_below == 0:
             return x
-        mask = torch.empty_like(x).uniform_().ge_(self.p).mul_(1.0 / (1.0 - self.p))  # in place: one buffer
+        n = x.numel()
+        words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-2**63, None)
+        bits = words.view(torch.int16)[:n].view(x.shape)  # uniform on [-32768, 32768)
+        mask = bits.ge(self.drop_below - 32768).to(x.dtype).mul_(65536 / (65536 - self.drop_below))
         return x * mask
 
 
@@ -62,9 +68,9 @@ class PairMLPModule(nn.Module):
         super().__init__()
         self.cell_in = nn.Linear(n_cell, hidden[0])
         self.drug_in = nn.Linear(n_drug, hidden[0], bias=False)
-        layers = [nn.ReLU(), UniformDropout(dropout)]
+        layers = [nn.ReLU(), FastDropout(dropout)]
         for n_in, n_out in zip(hidden[:-1], hidden[1:]):
-            layers += [nn.Linear(n_in, n_out), nn.ReLU(), UniformDropout(dropout)]
+            layers += [nn.Linear(n_in, n_out), nn.ReLU(), FastDropout(dropout)]
         self.body = nn.Sequential(*layers, nn.Linear(hidden[-1], 1))
 
     def forward(self, x_cells, x_drugs, cell_index, drug_index):
@@ -117,11 +123,14 @@ class PairMLP(DrugResponseModel):
         train = self._tensors(data.cells, data.train, trainer.device)
         validation = self._tensors(data.cells, data.validation if len(data.validation) else data.train, trainer.device)
 
-        position = torch.full((len(train["x_cells"]),), -1, dtype=torch.long, device=trainer.device)
+        n_cells = len(train["x_cells"])
+        position = torch.full((n_cells,), -1, dtype=torch.long, device=trainer.device)
+        selected = torch.zeros(n_cells, dtype=torch.bool, device=trainer.device)
 
         def loss(cells):  # a batch of cell lines (indices into x_cells) with all their pairs
             position[cells] = torch.arange(len(cells), device=trainer.device)
-            in_batch = torch.isin(train["cell"], cells)
+            selected.zero_()[cells] = True
+            in_batch = selected[train["cell"]]  # a gather: ~10x cheaper than torch.isin, which sorts
             predicted = self.module(train["x_cells"][cells], train["x_drugs"], position[train["cell"][in_batch]],
                                     train["drug"][in_batch])
             value = torch.mean((predicted.float() - train["y"][in_batch]) ** 2)

@@ -95,11 +95,13 @@ def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, mod
     if "perturbations" in paths.keys():  # pairs of training cell lines only: never validation or test ones
         perturbations = perturbation_arrays(paths["perturbations"], training_data.views["expression"], train_pairs.cell_line)
 
+    shared: dict = {}  # one cache for all grid candidates: they see the same cells and pairs
+
     def make_data(index: int) -> TrainingData:
         return TrainingData(training_data, train_pairs, validation_pairs, drugs,
                             lower_is_sensitive=meta["lower_is_sensitive"], seed=seed,
                             checkpoint_dir=Path(model_dir).parent / "checkpoint" / f"candidate{index}",
-                            perturbations=perturbations)
+                            perturbations=perturbations, shared=shared)
 
     with threadpool_limits(threads):
         model = fit_best(spec, make_data, seed)

@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/results_tables.py --dataset gdsc2 --modes LCO LTO
 
-Reads results/<ds>/<mode>/metrics/summary.tsv, statistics/error_tests_summary.tsv, metrics/tuning.tsv,
-metrics/view_ablation.tsv and results/cross_study/table.tsv; prints nothing it did not read.
+Reads results/<ds>/<mode>/metrics/{summary,repeats,tuning,view_ablation}.tsv, statistics/{comparison,
+error_tests_summary}.tsv and results/cross_study/table.tsv; prints nothing it did not read. The metric
+columns are means over folds of the mean over drugs within a fold, ± the sd over repeats when there are several.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from drp.statistics import critical_difference  # noqa: E402
 
-METRICS = ["pearson", "normalized_pearson", "spearman", "rmse", "auroc", "aupr"]
+METRICS = ["pearson", "pearson_beyond_mean_effects", "spearman", "rmse", "auroc", "aupr"]  # per drug
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -32,19 +33,37 @@ def markdown(table: pd.DataFrame) -> str:
 def mode_tables(run_dir: Path, controls: list[str]) -> str:
     summary = pd.read_csv(run_dir / "metrics" / "summary.tsv", sep="\t")
     models = list(dict.fromkeys(summary.model))
-    means = summary[summary.scope == "per_drug_mean"].pivot(index="model", columns="metric", values="value")
+    repeats = pd.read_csv(run_dir / "metrics" / "repeats.tsv", sep="\t")
+    n_repeats = int(repeats["repeats"].max())
+
+    def cell(model, metric):
+        row = repeats[(repeats.model == model) & (repeats.metric == metric)].iloc[0]
+        return "n/a" if pd.isna(row["mean"]) else f"{row['mean']:.3f}" + (f" ± {row['sd']:.3f}" if n_repeats > 1 else "")
+
+    table = pd.DataFrame({"model": models, **{metric: [cell(m, metric) for m in models] for metric in METRICS}})
+    table["drevalpy normalized_pearson (pooled)"] = [cell(m, "pooled_normalized_pearson") for m in models]
+    per_cell = summary[(summary.scope == "per_cell_line_mean") & (summary.metric == "pearson")].set_index("model")["value"]
+    table["per-cell-line pearson"] = [f"{per_cell.get(m, float('nan')):.3f}" for m in models]
+    comparison = pd.read_csv(run_dir / "statistics" / "comparison.tsv", sep="\t").set_index("model")
+    reference = comparison.reference.iloc[0]
+    table["difference to " + reference + " (95% CI)"] = [
+        "reference" if m == reference else
+        f"{comparison.loc[m, 'mean_difference']:+.3f} ({comparison.loc[m, 'ci_low']:+.3f}, {comparison.loc[m, 'ci_high']:+.3f})"
+        for m in models]
     tests = pd.read_csv(run_dir / "statistics" / "error_tests_summary.tsv", sep="\t").set_index("model")
-    table = means.loc[models, METRICS].reset_index()
-    reference = tests.reference.iloc[0]
-    table["better / worse than " + reference] = [
+    table["drugs better / worse"] = [
         "reference" if m == reference else f"{tests.loc[m, 'better']} / {tests.loc[m, 'worse']} of {tests.loc[m, 'drugs_tested']}"
         for m in models]
-    parts = [f"#### {run_dir.parent.name} {run_dir.name}: mean per-drug metrics", markdown(table)]
+    folds = int(comparison.folds.max())
+    parts = [f"#### {run_dir.parent.name} {run_dir.name}: mean per-drug metrics over {folds} folds "
+             f"({n_repeats} repeat{'s' if n_repeats > 1 else ''}{', mean ± sd over repeats' if n_repeats > 1 else ''})",
+             markdown(table)]
     per_drug = pd.read_csv(run_dir / "metrics" / "per_drug.tsv", sep="\t", dtype={"drug": str})
     ranking = critical_difference(per_drug, "pearson", [m for m in models if m not in controls])
     ranks = ", ".join(f"{m} {r:.2f}" for m, r in ranking["average_ranks"].items())
     parts.append(f"Mean rank by per-drug Pearson over {ranking['n_drugs']} drugs (Friedman p = "
-                 f"{ranking['friedman_p_value']:.1e}, Nemenyi CD = {ranking['critical_difference']:.2f}"
+                 f"{ranking['friedman_p_value']:.1e}, Nemenyi CD = {ranking['critical_difference']:.2f}; drugs are "
+                 "not independent, so read it as description"
                  + (f"; not ranked, no finite value: {', '.join(ranking['models_without_values'])}"
                     if ranking["models_without_values"] else "") + f"): {ranks}.")
     ablation = run_dir / "metrics" / "view_ablation.tsv"
@@ -54,8 +73,10 @@ def mode_tables(run_dir: Path, controls: list[str]) -> str:
         parts += ["View randomization (change of mean per-drug Pearson with the view shuffled):", markdown(wide)]
     tuning = pd.read_csv(run_dir / "metrics" / "tuning.tsv", sep="\t")
     budget = tuning.groupby("model")["candidates"].max().reindex(models).reset_index()
-    budget["training seconds (all folds and candidates)"] = tuning.groupby("model")["seconds"].sum().reindex(models).round().astype(int).values
-    parts += ["Tuning (candidates per fold, fitting time):", markdown(budget)]
+    budget["refit"] = tuning.groupby("model")["refit"].any().reindex(models).values
+    budget["training seconds (all folds, candidates and refits)"] = \
+        tuning.groupby("model")["seconds"].sum().reindex(models).round().astype(int).values
+    parts += ["Tuning (grid candidates per fold, refit on all non-test pairs, fitting time):", markdown(budget)]
     return "\n\n".join(parts)
 
 
@@ -64,7 +85,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--dataset", default="gdsc2")
     parser.add_argument("--modes", nargs="+", default=["LCO", "LTO"])
-    parser.add_argument("--controls", nargs="*", default=["mlp_permuted"], help="models tested but not ranked")
+    parser.add_argument("--controls", nargs="*", default=["mlp_permuted", "ridge_permuted", "drvae_permuted"],
+                        help="models tested but not ranked")
     args = parser.parse_args()
     for mode in args.modes:
         run_dir = args.results / args.dataset / mode

@@ -46,6 +46,10 @@ def _evaluation_problems(config: dict) -> list[str]:
     evaluation, run_models = config["evaluation"], config["run"]["models"]
     problems = [f"evaluation.baselines: {name!r} must be one of run.models ({run_models})"
                 for name in evaluation["baselines"] if name not in run_models]
+    naive = evaluation["naive_baseline"]
+    if naive is not None and naive not in run_models:
+        problems.append(f"evaluation.naive_baseline: {naive!r} must be one of run.models ({run_models}), since "
+                        "normalized_pearson subtracts its predictions; or null to skip that metric")
     for role in ("train", "test"):
         problems += [f"evaluation.cross_study.{role}: {name!r} is not defined under datasets"
                      for name in (evaluation.get("cross_study") or {}).get(role, []) if name not in config["datasets"]]
@@ -54,9 +58,9 @@ def _evaluation_problems(config: dict) -> list[str]:
         for name in run_models:
             spec = config["models"].get(name, {})
             n = len(grid_candidates(spec))
-            if not spec.get("permute_labels") and n != budget:
+            if not spec.get("permute_labels") and n > budget:
                 problems.append(f"models.{name}.grid: {n} candidate(s), but evaluation.tuning_budget is {budget}: "
-                                "every model gets the same number of trials on the validation fold")
+                                "no model gets more trials on the validation fold than the budget")
     return problems
 
 

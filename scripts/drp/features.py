@@ -10,11 +10,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .splits import TEST, fold_roles
+from .splits import TEST, fold_roles, fold_table
 
 
 def training_cell_lines(splits: pd.DataFrame, test_fold: int) -> pd.Index:
     """Cell lines with at least one training or validation pair (never a test-only cell line)."""
+    splits = fold_table(splits, test_fold)
     roles = fold_roles(splits, test_fold)
     return pd.Index(sorted(splits.loc[roles != TEST, "cell_line"].unique()), name="cell_line")
 

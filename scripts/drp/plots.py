@@ -16,7 +16,7 @@ from .io import atomic_path, write_text  # noqa: E402
 from .metrics import pearson  # noqa: E402
 from .statistics import LOWER_IS_BETTER  # noqa: E402
 
-DISTRIBUTION_METRICS = ("pearson", "normalized_pearson", "spearman", "auroc")
+DISTRIBUTION_METRICS = ("pearson", "pearson_beyond_mean_effects", "spearman", "auroc")
 MAX_PANEL_COLUMNS = 4  # predicted-vs-observed panels per row; more models wrap onto further rows
 OTHER_COLOUR = "#c7c7c7"  # light grey for the tissues beyond the palette
 

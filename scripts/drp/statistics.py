@@ -11,6 +11,12 @@ Definitions (also in the README):
   q < alpha and r < 0, "worse" when q < alpha and r > 0, otherwise "no difference".
 - Pairwise metric test: for two models, the two-sided Wilcoxon signed-rank test of the per-drug metric
   differences over the drugs where both are finite; Holm adjusted over all model pairs.
+- Comparison over folds and repeats: for a model and the reference (the strongest baseline), the
+  differences d_j of a fold-level metric (the mean over drugs of the per-drug metric in outer fold j) over
+  all J = K x R folds of R repeats; the corrected resampled t-test (Nadeau & Bengio 2003, Mach. Learn.
+  52:239-281; Bouckaert & Frank 2004) replaces the variance of the mean s^2 / J by (1 / J + n_test / n_train) s^2,
+  since the folds' training sets overlap; t = mean(d) / sqrt((1 / J + n_test / n_train) s^2) on J - 1 degrees of
+  freedom, and the 95% interval is mean(d) +- t_0.975 * that standard error.
 - Critical difference: models are ranked within each drug (rank 1 = best, ties share the average rank)
   and the ranks averaged over drugs. The Friedman test asks whether all average ranks are equal; two
   models differ by the Nemenyi test when their average ranks differ by at least
@@ -35,6 +41,50 @@ ERROR_TEST_COLUMNS = ["model", "reference", "drug", "n", "median_abs_error", "re
 ERROR_SUMMARY_COLUMNS = ["model", "reference", "drugs_tested", "better", "worse", "no_difference"]
 PAIRWISE_COLUMNS = ["model_a", "model_b", "n_drugs", "mean_a", "mean_b", "mean_difference", "statistic",
                     "p_value", "p_holm"]
+
+
+COMPARISON_COLUMNS = ["model", "reference", "metric", "folds", "repeats", "model_mean", "reference_mean",
+                      "mean_difference", "sd_difference", "test_train_ratio", "t", "p_value", "ci_low", "ci_high"]
+
+
+def corrected_resampled_t(differences, test_train_ratio: float, level: float = 0.95) -> dict:
+    """Nadeau & Bengio's corrected resampled t-test of paired differences over (repeated) CV folds."""
+    d = np.asarray(differences, float)
+    d = d[np.isfinite(d)]
+    if len(d) < 2:
+        return {"t": np.nan, "p_value": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+    variance = np.var(d, ddof=1)
+    se = np.sqrt((1.0 / len(d) + test_train_ratio) * variance)
+    t = d.mean() / se if se > 0 else (np.inf * np.sign(d.mean()) if d.mean() else np.nan)
+    df = len(d) - 1
+    half = stats.t.ppf(0.5 + level / 2, df) * se
+    p_value = np.nan if np.isnan(t) else float(2 * stats.t.sf(abs(t), df))
+    return {"t": float(t), "p_value": p_value, "ci_low": float(d.mean() - half), "ci_high": float(d.mean() + half)}
+
+
+def compare_over_folds(per_fold: pd.DataFrame, reference: str, metric: str, fold_repeat: dict[int, int],
+                       test_train_ratio: float) -> pd.DataFrame:
+    """Every model against ``reference`` on a fold-level metric (``per_fold``: model, fold, metric), paired by
+    fold, with the corrected resampled t-test (COMPARISON_COLUMNS)."""
+    wide = per_fold.pivot(index="fold", columns="model", values=metric)
+    sign = _sign(metric)  # differences read "higher is better" for every metric
+    rows = []
+    for model in wide.columns:
+        d = sign * (wide[model] - wide[reference])
+        rows.append({"model": model, "reference": reference, "metric": metric, "folds": int(d.notna().sum()),
+                     "repeats": len({fold_repeat[f] for f in d.dropna().index}),
+                     "model_mean": wide[model].mean(), "reference_mean": wide[reference].mean(),
+                     "mean_difference": d.mean(), "sd_difference": d.std(ddof=1), "test_train_ratio": test_train_ratio,
+                     **corrected_resampled_t(d.to_numpy(), test_train_ratio)})
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def repeat_summary(per_fold: pd.DataFrame, fold_repeat: dict[int, int], metrics) -> pd.DataFrame:
+    """Per model and metric: the mean over each repeat's folds, then mean and sd over repeats."""
+    per_repeat = per_fold.assign(repeat=per_fold["fold"].map(fold_repeat)).groupby(["model", "repeat"])[list(metrics)].mean()
+    long = per_repeat.reset_index().melt(id_vars=["model", "repeat"], var_name="metric", value_name="value")
+    return (long.groupby(["model", "metric"], sort=False)["value"]
+            .agg(mean="mean", sd=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan, repeats="size").reset_index())
 
 
 def _sign(metric: str) -> float:
@@ -67,12 +117,15 @@ def best_baseline(per_drug: pd.DataFrame, baselines: list[str], metric: str) -> 
 # --- per-drug error tests against a reference -------------------------------------------------------
 
 def _absolute_errors(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    if frame.duplicated(PAIR).any():
+    """Absolute error per pair; with repeated cross-validation (a pair in one fold of each repeat), its mean
+    over the repeats."""
+    keys = [*PAIR, "fold"] if "fold" in frame else PAIR
+    if frame.duplicated(keys).any():
         raise ValueError(f"model {name!r}: duplicated (cell_line, drug) pairs in its predictions")
     errors = frame[PAIR].assign(abs_error=(frame["y_true"] - frame["y_pred"]).abs())
     if not np.isfinite(errors["abs_error"]).all():
         raise ValueError(f"model {name!r}: non-finite y_true or y_pred, cannot test its errors")
-    return errors
+    return errors.groupby(PAIR, as_index=False, sort=False)["abs_error"].mean() if errors.duplicated(PAIR).any() else errors
 
 
 def _paired_errors(model: pd.DataFrame, reference: pd.DataFrame, name: str, reference_name: str) -> pd.DataFrame:

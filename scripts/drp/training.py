@@ -4,7 +4,8 @@ What it guarantees:
 - device ``auto`` picks CUDA when present; on CUDA the forward pass runs under bfloat16 autocast (no loss
   scaling needed) and all data stay on the device: batches are index slices, never host copies;
 - a fixed seed gives the same weights on the CPU (deterministic algorithms, seeded generators);
-- early stopping on a validation score, keeping the best weights;
+- early stopping on a validation score, keeping the best weights (or, with ``fixed_epochs``, exactly
+  ``max_epochs`` epochs and the last weights: a refit on training + validation data);
 - a checkpoint every ``checkpoint_every`` epochs and when SIGTERM arrives (Slurm sends it before a
   time-limit kill or preemption); a rerun with the same checkpoint folder resumes where it stopped and
   ends with the same weights as an uninterrupted run;
@@ -50,6 +51,7 @@ class TrainerSettings:
     device: str = "auto"
     mixed_precision: bool = True
     progress: bool = True
+    fixed_epochs: bool = False  # train exactly max_epochs and keep the last weights (a refit without validation)
 
 
 class Adam:
@@ -229,7 +231,7 @@ class Trainer:
                     raise Interrupted(f"SIGTERM at epoch {self.epoch}; checkpoint saved to {self.checkpoint_path}")
                 if settings.checkpoint_every and self.epoch % settings.checkpoint_every == 0:
                     self.save_checkpoint()
-        if self.best_state is not None:
+        if self.best_state is not None and not settings.fixed_epochs:
             self.module.load_state_dict(self.best_state)
         if self.checkpoint_path is not None:  # finished: a later run must start afresh
             self.checkpoint_path.unlink(missing_ok=True)
@@ -239,4 +241,4 @@ class Trainer:
 
     def _should_stop(self) -> bool:
         s = self.settings
-        return self.epoch >= s.min_epochs and self.epoch - self.best_epoch >= s.patience
+        return not s.fixed_epochs and self.epoch >= s.min_epochs and self.epoch - self.best_epoch >= s.patience

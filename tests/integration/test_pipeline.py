@@ -21,13 +21,17 @@ import pytest
 import yaml
 
 from drp.io import sha256sum
+from drp.models import resolve
+from drp.models.selection import grid_candidates
 from drp.splits import fold_roles
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "data"
 N_FOLDS = 3
-MODELS = ["mean_effects", "elastic_net", "gradient_boosting", "mlp", "drvae", "moicvae", "mlp_permuted"]
-DRUG_BLIND_MODELS = ["mean_effects", "gradient_boosting", "mlp", "mlp_permuted"]
+CONTROLS = ["mlp_permuted", "ridge_permuted", "drvae_permuted"]  # label permutation: must score at chance
+MODELS = ["naive_mean_effects", "mean_effects", "ridge", "elastic_net", "gradient_boosting", "mlp", "drvae", "moicvae",
+          *CONTROLS]
+DRUG_BLIND_MODELS = ["naive_mean_effects", "mean_effects", "gradient_boosting", "mlp", "mlp_permuted"]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -70,6 +74,9 @@ def fixture_config(index_url: str) -> dict:
     models["moicvae"]["params"].update(latent_dim=16, hidden=[64], drug_hidden=[32], max_epochs=80,
                                       patience=15, progress=False)
     models["moicvae"]["grid"] = {"supervised_weight": [1.0, 4.0]}
+    models["ridge_permuted"] = {**copy.deepcopy(models["ridge"]), "permute_labels": True}
+    models["drvae_permuted"] = {"class": "drvae", "permute_labels": True, "params": copy.deepcopy(models["drvae"]["params"])}
+    config["run"]["models"] = MODELS
     return config
 
 
@@ -160,11 +167,17 @@ def test_predictions_cover_every_pair_once_and_beat_chance(pipeline_run):
     assert headline.loc["drvae", "pearson"] > 0.2 and headline.loc["drvae", "auroc"] > 0.6
     assert headline.loc["moicvae", "pearson"] > 0.15 and headline.loc["moicvae", "auroc"] > 0.55
     assert headline.loc["gradient_boosting", "pearson"] > 0.2 and headline.loc["mlp", "pearson"] > 0.15
-    # The label-permutation control is at chance: no leakage of test labels anywhere in the pipeline.
-    assert abs(headline.loc["mlp_permuted", "pearson"]) < 0.15 and abs(headline.loc["mlp_permuted", "auroc"] - 0.5) < 0.1
+    assert headline.loc["ridge", "pearson"] > 0.2
+    assert np.isnan(headline.loc["naive_mean_effects", "pearson"])  # a new cell line gets the drug's mean: constant
+    # The label-permutation controls are at chance: no leakage of test labels anywhere in the pipeline.
+    for control in CONTROLS:
+        assert abs(headline.loc[control, "pearson"]) < 0.15 and abs(headline.loc[control, "auroc"] - 0.5) < 0.1, control
+    # drevalpy's normalized Pearson: 0 for its own naive baseline, pooled per fold
+    pooled = summary[summary.scope == "pooled"].pivot(index="model", columns="metric", values="value")
+    assert pooled.loc["naive_mean_effects", "normalized_pearson"] == 0.0 and pooled.loc["ridge", "normalized_pearson"] > 0.1
     for model in ("drvae", "moicvae"):
         assert predictions.loc[predictions.model == model, "p_sensitive"].between(0, 1).all()
-    assert np.isnan(headline.loc["mean_effects", "normalized_pearson"])  # the baseline against itself
+    assert np.isnan(headline.loc["mean_effects", "pearson_beyond_mean_effects"])  # the baseline against itself
     per_drug = pd.read_csv(run_dir / "metrics" / "per_drug.tsv", sep="\t")
     assert per_drug.groupby("model").size().to_dict() == {m: 12 for m in MODELS}
 
@@ -178,8 +191,13 @@ def test_neural_model_outputs(pipeline_run):
         history = pd.read_csv(model_dir / "history.tsv", sep="\t")
         assert {"loss", "reconstruction", "kl", "validation_score"} <= set(history.columns)
         selection = pd.read_csv(model_dir / "selection.tsv", sep="\t")
-        assert sorted(selection.supervised_weight) == [1.0, 4.0] and selection.validation_mse.notna().all()
-        assert selection.chosen.sum() == 1
+        candidates, refit = selection[~selection.refit], selection[selection.refit]
+        assert sorted(candidates.supervised_weight) == [1.0, 4.0] and candidates.validation_mse.notna().all()
+        assert selection.chosen.sum() == 1 and len(refit) == 1
+        assert refit.supervised_weight.iloc[0] == candidates.loc[candidates.chosen, "supervised_weight"].iloc[0]
+        # the refit trained exactly the epochs at which the chosen candidate's validation was best
+        saved = json.loads((model_dir / "model.json").read_text())
+        assert saved["params"]["fixed_epochs"] is True and len(history) == saved["params"]["max_epochs"]
         assert not (model_dir.parent / "checkpoint" / "candidate0" / "checkpoint.pt").exists()  # removed when done
         latent = ad.read_h5ad(run_dir / f"fold{fold}" / "drvae" / "latent.h5ad")
         assert latent.n_obs == 150 and latent.n_vars == 16 and np.isfinite(latent.X).all()
@@ -207,13 +225,19 @@ def test_equal_tuning_budget_is_recorded(pipeline_run):
     tuning = pd.read_csv(workdir / "results" / "gdsc2" / "LCO" / "metrics" / "tuning.tsv", sep="\t")
     budget = config["evaluation"]["tuning_budget"]
     counts = tuning.groupby(["model", "fold"]).size()
-    for model in MODELS:
-        expected = 1 if config["models"][model].get("permute_labels") else budget
-        assert (counts.loc[model] == expected).all(), model
+    for model in MODELS:  # every candidate, then the refit of the chosen one on all non-test pairs
+        spec = config["models"][model]
+        candidates = len(grid_candidates(spec))
+        assert candidates <= budget or spec.get("permute_labels"), model
+        uses_validation = resolve(spec["class"]).uses_validation
+        refits = 1 if candidates > 1 or uses_validation else 0
+        assert (counts.loc[model] == candidates + refits).all(), model
+        assert (tuning.loc[tuning.model == model, "refit"].groupby(tuning.fold).sum() == refits).all(), model
     chosen = tuning[tuning.chosen]
     assert len(chosen) == len(MODELS) * N_FOLDS
-    best = tuning.groupby(["model", "fold"])["validation_mse"].transform("min")
-    assert (tuning.loc[tuning.candidates > 1].pipe(lambda t: t.chosen == (t.validation_mse == best[t.index]))).all()
+    scored = tuning[~tuning.refit]
+    best = scored.groupby(["model", "fold"])["validation_mse"].transform("min")
+    assert (scored.loc[scored.candidates > 1].pipe(lambda t: t.chosen == (t.validation_mse == best[t.index]))).all()
 
 
 def test_statistics_and_report_figures(pipeline_run):
@@ -221,13 +245,22 @@ def test_statistics_and_report_figures(pipeline_run):
     run_dir = workdir / "results" / "gdsc2" / "LCO"
     summary = pd.read_csv(run_dir / "statistics" / "error_tests_summary.tsv", sep="\t")
     reference = summary.reference.iloc[0]
-    assert reference in {"mean_effects", "elastic_net", "gradient_boosting", "mlp"}
+    assert reference in set(pipeline_run[1]["evaluation"]["baselines"])
     assert set(summary.model) == set(MODELS) - {reference}
     assert (summary.better + summary.worse + summary.no_difference == summary.drugs_tested).all()
     tests = pd.read_csv(run_dir / "statistics" / "error_tests.tsv", sep="\t")
     assert tests.q_value.between(0, 1).all() and (tests.q_value >= tests.p_value - 1e-12).all()
     pairwise = pd.read_csv(run_dir / "statistics" / "pairwise_tests.tsv", sep="\t")
-    assert "mlp_permuted" not in set(pairwise.model_a) | set(pairwise.model_b)  # controls are not ranked
+    assert not set(CONTROLS) & (set(pairwise.model_a) | set(pairwise.model_b))  # controls are not ranked
+    comparison = pd.read_csv(run_dir / "statistics" / "comparison.tsv", sep="\t").set_index("model")
+    assert set(comparison.index) == set(MODELS) and (comparison.reference == reference).all()
+    assert comparison.loc[reference, "mean_difference"] == 0
+    # every fold is compared, except for the naive baseline: constant within a drug's fold, it has no Pearson
+    assert (comparison.drop(index="naive_mean_effects").folds == N_FOLDS).all()
+    assert comparison.loc["naive_mean_effects", "folds"] == 0
+    compared = comparison.drop(index="naive_mean_effects")
+    assert (compared.ci_low <= compared.mean_difference).all() and (compared.mean_difference <= compared.ci_high).all()
+    assert comparison.loc["mlp_permuted", "ci_high"] < 0  # the control is surely worse than the strongest baseline
     for figure in ("critical_difference.png", "per_drug_heatmap.png"):
         assert (run_dir / "report" / figure).stat().st_size > 5_000
 
@@ -250,6 +283,17 @@ def test_cross_study_table(pipeline_run):
         .query("scope == 'per_drug_mean' and metric == 'pearson'").set_index("model")["value"]
     diagonal = table[table.test == "gdsc2"].set_index("model")["pearson"]
     np.testing.assert_allclose(diagonal.loc[within.index], within)
+    # A cell line of both screens is predicted on the other screen by the fold model that held it out, with its
+    # omics transformed by that fold's statistics: on a drug of both screens, the very prediction of the
+    # within-study run (the fixture's screens share their omics), which every step of the cross-study path
+    # (fold assignment, feature transformation, model loading, drug matching) has to get right.
+    within_predictions = pd.read_parquet(workdir / "results" / "gdsc2" / "LCO" / "metrics" / "predictions.parquet")
+    for model in ("ridge", "drvae", "gradient_boosting"):
+        cross_predictions = pd.read_parquet(workdir / "results" / "gdsc2" / "LCO" / "cross_study" / "gdsc1" / f"{model}.parquet")
+        both = cross_predictions[cross_predictions.in_source].merge(
+            within_predictions[within_predictions.model == model], on=["cell_line", "drug", "fold"], suffixes=("", "_within"))
+        assert len(both) > 50, model
+        np.testing.assert_allclose(both.y_pred, both.y_pred_within, rtol=1e-4, atol=1e-4, err_msg=model)
     predictions = pd.read_parquet(workdir / "results" / "gdsc2" / "LCO" / "cross_study" / "gdsc1" / "drvae.parquet")
     splits = pd.read_csv(workdir / "results" / "gdsc2" / "splits" / "LCO.tsv", sep="\t")
     source_fold = splits.drop_duplicates("cell_line").set_index("cell_line")["fold"]
@@ -286,7 +330,7 @@ def test_report_renders(pipeline_run):
     snakemake(workdir, "--configfile", str(config_path), "--report", str(report))
     html = report.read_text()
     assert len(html) > 10_000
-    for caption_word in ("normalized_pearson", "Predicted against observed"):
+    for caption_word in ("normalized_pearson", "pearson_beyond_mean_effects", "Predicted against observed"):
         assert caption_word in html
 
 

@@ -55,7 +55,7 @@ def plugin_config(folder, name: str = "plugin") -> dict:
     config["models"]["elastic_net"]["params"]["views"] = VIEWS
     config["models"]["elastic_net"]["grid"] = {"alpha": [0.1, 0.3]}
     config["models"]["mean_effects"]["grid"] = {"shrinkage": [0.0, 5.0]}
-    config["evaluation"].update(baseline="mean_effects", baselines=["mean_effects"], tuning_budget=2,
+    config["evaluation"].update(baseline="mean_effects", naive_baseline=None, baselines=["mean_effects"], tuning_budget=2,
                                 view_ablation=False, cross_study={"train": [], "test": []})
     return config
 

@@ -68,7 +68,7 @@ def reduced_config(index_url: str) -> dict:
     config["splits"]["n_folds"] = N_FOLDS
     evaluation = config["evaluation"]
     # one Dr.VAE candidate, mean effects the only baseline, no extra stages
-    evaluation.update(baselines=["mean_effects"], tuning_budget=None, view_ablation=False)
+    evaluation.update(baselines=["mean_effects"], naive_baseline=None, tuning_budget=None, view_ablation=False)
     evaluation.pop("cross_study", None)
     drvae = config["models"]["drvae"]
     drvae.pop("grid", None)

@@ -114,6 +114,7 @@ def _run_only(config, models):
     """Restrict the run to ``models``: baselines and the tuning budget follow the run's models."""
     config["run"]["models"] = models
     config["evaluation"]["baselines"] = ["mean_effects"]
+    config["evaluation"]["naive_baseline"] = None
     config["evaluation"]["tuning_budget"] = None
 
 
@@ -128,6 +129,12 @@ def test_unequal_tuning_budget_is_refused(config):
     message = _error(config)
     assert "models.drvae.grid: 4 candidate(s), but evaluation.tuning_budget is 2" in message
     assert "models.mlp_permuted" not in message  # the label-permutation control is exempt
+
+
+def test_naive_baseline_must_run(config):
+    config["run"]["models"].remove("naive_mean_effects")
+    config["evaluation"]["baselines"].remove("naive_mean_effects")
+    assert "evaluation.naive_baseline: 'naive_mean_effects' must be one of run.models" in _error(config)
 
 
 def test_baselines_must_run(config):

@@ -57,20 +57,20 @@ def test_target_cell_lines_in_the_source_go_to_their_lco_fold_new_ones_round_rob
     source_fold = lco.drop_duplicates("cell_line").set_index("cell_line")["fold"]
     shared = list(source_fold.index[::7])  # 22 of the 150
     new = [f"{NEW_PREFIX}{name}" for name in ("D", "A", "E", "C", "B", "G", "F")]  # synthetic, unsorted
-    folds = assign_target_cell_lines(new + shared + shared[:3], lco, N_FOLDS)  # duplicates count once
+    folds = assign_target_cell_lines(new + shared + shared[:3], lco)  # duplicates count once
     assert folds.name == "fold" and folds.dtype.kind == "i"
     assert sorted(folds.index) == sorted(set(new) | set(shared))
     pd.testing.assert_series_equal(folds.loc[shared], source_fold.loc[shared], check_names=False)
     assert [folds[c] for c in sorted(new)] == [i % N_FOLDS for i in range(len(new))]  # sorted ids, dealt in turn
     # the same set in another order gives the same assignment
-    pd.testing.assert_series_equal(assign_target_cell_lines(shared[::-1] + new[::-1], lco, N_FOLDS).sort_index(),
+    pd.testing.assert_series_equal(assign_target_cell_lines(shared[::-1] + new[::-1], lco).sort_index(),
                                    folds.sort_index())
 
 
 @pytest.mark.parametrize("mode", ["LPO", "LDO"])
 def test_source_splits_that_are_not_cell_blind_are_refused(splits, mode):
     with pytest.raises(ValueError, match="LCO"):
-        assign_target_cell_lines(splits[mode].cell_line.unique()[:10], splits[mode], N_FOLDS)
+        assign_target_cell_lines(splits[mode].cell_line.unique()[:10], splits[mode])
 
 
 def synthetic_target_response(dataset) -> pd.DataFrame:
@@ -88,7 +88,7 @@ def synthetic_target_response(dataset) -> pd.DataFrame:
 
 def test_target_pairs_keep_shared_drugs_and_cover_every_pair_once(dataset, splits):
     target = synthetic_target_response(dataset)
-    folds = [target_pairs(target, dataset.response, splits["LCO"], N_FOLDS, k) for k in FOLDS]
+    folds = [target_pairs(target, dataset.response, splits["LCO"], k) for k in FOLDS]
     combined = pd.concat([f.assign(fold=k) for k, f in enumerate(folds)], ignore_index=True)
     shared = target[target.drug != TARGET_ONLY_DRUG]
     assert set(combined.drug) == set(dataset.response.drug) and TARGET_ONLY_DRUG not in set(combined.drug)

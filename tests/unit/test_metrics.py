@@ -158,14 +158,14 @@ def test_score_pairs_uses_p_sensitive_when_complete():
     assert list(scored["score"]) == [-2.0, -4.0, -3.5]
 
 
-def test_normalized_pearson_is_pearson_of_residuals_from_the_baseline():
+def test_pearson_beyond_mean_effects_is_pearson_of_residuals_from_the_baseline():
     rng = np.random.default_rng(1)
-    y, p, b = rng.normal(size=(3, 12))
-    group = pd.DataFrame({"y_true": y, "y_pred": p, "y_baseline": b, "threshold": 0.0,
+    y, p, b, n = rng.normal(size=(4, 12))
+    group = pd.DataFrame({"y_true": y, "y_pred": p, "y_baseline": b, "y_naive": n, "threshold": 0.0,
                           "sensitive": y > 0, "score": p})
     values = metric_values(group)
-    assert values["normalized_pearson"] == pytest.approx(pearson(y - b, p - b), abs=1e-12)
-    assert values["normalized_pearson"] == pytest.approx(np.corrcoef(y - b, p - b)[0, 1], abs=1e-12)
+    assert values["pearson_beyond_mean_effects"] == pytest.approx(np.corrcoef(y - b, p - b)[0, 1], abs=1e-12)
+    assert values["normalized_pearson"] == pytest.approx(np.corrcoef(y - n, p - n)[0, 1], abs=1e-12)
     assert values["pearson"] == pytest.approx(np.corrcoef(y, p)[0, 1], abs=1e-12)
     assert values["n"] == 12
     assert values["auroc"] == pytest.approx(auroc(y > 0, p))
@@ -173,7 +173,7 @@ def test_normalized_pearson_is_pearson_of_residuals_from_the_baseline():
 
 def test_metric_values_ignore_pairs_without_a_threshold_for_ranking():
     group = pd.DataFrame({"y_true": [1.0, 2.0, 3.0, 4.0], "y_pred": [1.0, 2.0, 3.0, 0.0],
-                          "y_baseline": 0.0, "threshold": [2.5, 2.5, 2.5, np.nan],
+                          "y_baseline": 0.0, "y_naive": 0.0, "threshold": [2.5, 2.5, 2.5, np.nan],
                           "sensitive": [False, False, True, False], "score": [1.0, 2.0, 3.0, 0.0]})
     values = metric_values(group)
     assert values["auroc"] == 1.0  # the NaN-threshold pair would otherwise still give 1.0 ...
@@ -199,8 +199,9 @@ def synthetic_evaluation(seed: int = 0):
 
 def test_evaluate_models_tables():
     response, splits, predictions = synthetic_evaluation()
-    per_drug, summary = evaluate_models(predictions, "mean_effects", training_thresholds(response, splits),
-                                        lower_is_sensitive=True, min_pairs=5)
+    per_drug, summary, per_cell_line, per_fold = evaluate_models(
+        predictions, "mean_effects", training_thresholds(response, splits), lower_is_sensitive=True, min_pairs=4,
+        per_cell_line=True)
     assert list(per_drug.columns) == ["model", "drug", "n", "folds", *METRICS]
     assert len(per_drug) == 2 * 4
     for model in predictions:
@@ -216,13 +217,21 @@ def test_evaluate_models_tables():
     assert row["rmse"] == pytest.approx(np.mean([np.sqrt(np.mean((f.y_true - f.y_pred) ** 2)) for f in folds]))
     expected = [pearson(f.y_true - b, f.y_pred - b)
                 for f in folds for b in [base.loc[list(zip(f.cell_line, f.drug))].values]]
-    assert row["normalized_pearson"] == pytest.approx(np.mean(expected))
-    # the baseline compared with itself has nothing left to explain
-    assert per_drug.loc[per_drug.model == "mean_effects", "normalized_pearson"].isna().all()
+    assert row["pearson_beyond_mean_effects"] == pytest.approx(np.mean(expected))
+    # the baseline compared with itself has nothing left to explain; no naive baseline: no normalized_pearson
+    assert per_drug.loc[per_drug.model == "mean_effects", "pearson_beyond_mean_effects"].isna().all()
+    assert per_drug["normalized_pearson"].isna().all()
+
+    # per cell line: each cell line's Pearson over its 4 drugs in its (only) test fold
+    assert list(per_cell_line.columns) == ["model", "cell_line", "n", "folds", *METRICS]
+    cell = good[good.cell_line == "SYNCELL05"]
+    assert per_cell_line.set_index(["model", "cell_line"]).loc[("good", "SYNCELL05"), "pearson"] == pytest.approx(
+        np.corrcoef(cell.y_true, cell.y_pred)[0, 1])
 
     assert list(summary.columns) == ["model", "scope", "metric", "value", "n"]
-    assert set(summary.scope) == {"per_drug_mean", "per_drug_median", "pooled"}
-    assert len(summary) == 2 * 3 * len(METRICS)
+    assert set(summary.scope) == {"per_drug_mean", "per_drug_median", "per_cell_line_mean", "per_cell_line_median",
+                                  "pooled"}
+    assert len(summary) == 2 * 5 * len(METRICS)
     assert not summary.duplicated(["model", "scope", "metric"]).any()
     table = summary.set_index(["model", "scope", "metric"])
     good_rows = per_drug[per_drug.model == "good"]
@@ -232,7 +241,15 @@ def test_evaluate_models_tables():
         np.mean([np.corrcoef(f.y_true, f.y_pred)[0, 1] for _, f in good.groupby("fold")]))
     assert table.loc[("good", "pooled", "pearson"), "n"] == len(good)
     assert table.loc[("good", "per_drug_mean", "pearson"), "n"] == 4
-    assert table.loc[("mean_effects", "per_drug_mean", "normalized_pearson"), "n"] == 0
+    assert table.loc[("mean_effects", "per_drug_mean", "pearson_beyond_mean_effects"), "n"] == 0
+    # per fold: the mean over drugs of the fold's per-drug values, and the fold's pooled value
+    fold0 = good[good.fold == 0]
+    row = per_fold[(per_fold.model == "good") & (per_fold.fold == 0)].iloc[0]
+    assert row["drugs"] == 4 and row["pearson"] == pytest.approx(
+        np.mean([np.corrcoef(g.y_true, g.y_pred)[0, 1] for _, g in fold0.groupby("drug")]))
+    assert row["pooled_pearson"] == pytest.approx(np.corrcoef(fold0.y_true, fold0.y_pred)[0, 1])
+    assert table.loc[("good", "per_cell_line_mean", "rmse"), "value"] == pytest.approx(
+        per_cell_line[per_cell_line.model == "good"].rmse.mean())
 
 
 def test_evaluate_models_min_pairs_drops_small_drugs():
@@ -241,10 +258,10 @@ def test_evaluate_models_min_pairs_drops_small_drugs():
     keep = [f"SYNCELL{i:02d}" for i in (0, 3, 6, 9, 12, 15, 1, 4, 2, 5)]
     trimmed = {name: frame[(frame.drug != "DRUG0") | frame.cell_line.isin(keep)] for name, frame in predictions.items()}
     thresholds = training_thresholds(response, splits)
-    per_drug, _ = evaluate_models(trimmed, "mean_effects", thresholds, lower_is_sensitive=False, min_pairs=5)
+    per_drug = evaluate_models(trimmed, "mean_effects", thresholds, lower_is_sensitive=False, min_pairs=5).per_drug
     assert per_drug.loc[per_drug.drug == "DRUG0", "folds"].tolist() == [1, 1]  # only fold 0 has 5 pairs
     assert per_drug.loc[per_drug.drug == "DRUG0", "n"].tolist() == [6, 6]
-    per_drug, _ = evaluate_models(trimmed, "mean_effects", thresholds, lower_is_sensitive=False, min_pairs=7)
+    per_drug = evaluate_models(trimmed, "mean_effects", thresholds, lower_is_sensitive=False, min_pairs=7).per_drug
     assert "DRUG0" not in set(per_drug.drug)
     assert len(per_drug) == 2 * 3
 
@@ -261,7 +278,7 @@ def test_group_held_out_drug_mean_predictor_is_not_anticorrelated():
     drug_mean = test.assign(y_pred=test.fold.map(training_mean))
     assert np.corrcoef(drug_mean.y_true, drug_mean.y_pred)[0, 1] < -0.8  # the pooled artifact
     response = test.rename(columns={"y_true": "response"})[["cell_line", "drug", "response"]]
-    per_drug, summary = evaluate_models({"mean_effects": drug_mean}, "mean_effects",
+    per_drug, summary, _, _ = evaluate_models({"mean_effects": drug_mean}, "mean_effects",
                                         training_thresholds(response, test[["cell_line", "drug", "fold"]]),
                                         lower_is_sensitive=True, min_pairs=5)
     assert np.isnan(per_drug["pearson"].iloc[0]) and per_drug["folds"].iloc[0] == 3
@@ -293,3 +310,40 @@ def test_numpy_metrics_equal_scipy_and_scikit_learn():
         assert aupr(sensitive, p) == pytest.approx(average_precision_score(sensitive, p), abs=1e-12)
         checked += 1
     assert checked > 400
+
+
+# --- drevalpy's normalized Pearson --------------------------------------------------------------------
+
+def test_normalized_pearson_matches_a_hand_computation_as_drevalpy_does_it():
+    """drevalpy (visualization/utils.py, _normalize_metrics_by_mean_effects): subtract the NaiveMeanEffects
+    prediction of the same pair from observed and predicted, one Pearson over all test pairs of a CV split,
+    then the mean over splits; a constant prediction scores 0 (evaluation.py). A small table by hand:
+    two folds, two drugs, NaiveMeanEffects of a test cell line = the drug's training mean."""
+    test = pd.DataFrame({
+        "cell_line": ["C1", "C1", "C2", "C2", "C3", "C3", "C4", "C4"],
+        "drug": ["D1", "D2"] * 4,
+        "fold": [0, 0, 0, 0, 1, 1, 1, 1],
+        "y_true": [1.0, 4.0, 2.0, 6.0, 0.5, 5.0, 3.0, 2.0],
+    })
+    naive = test.assign(y_pred=[1.5, 5.0, 1.5, 5.0, 2.0, 4.5, 2.0, 4.5])  # each fold's training drug means
+    model = test.assign(y_pred=[1.0, 5.5, 2.5, 5.0, 1.0, 4.0, 2.5, 3.0])
+    response = test.rename(columns={"y_true": "response"})[["cell_line", "drug", "response"]]
+    thresholds = training_thresholds(response, test[["cell_line", "drug", "fold"]])
+    summary = evaluate_models({"naive_mean_effects": naive, "model": model}, "naive_mean_effects", thresholds,
+                                    lower_is_sensitive=True, min_pairs=2, naive_name="naive_mean_effects").summary
+    table = summary.set_index(["model", "scope", "metric"])["value"]
+    # by hand: fold 0 residuals y - n = [-0.5, -1, 0.5, 1], p - n = [-0.5, 0.5, 1, 0]
+    #          fold 1 residuals y - n = [-1.5, 0.5, 1, -2.5], p - n = [-1, -0.5, 0.5, -1.5]
+    by_hand = np.mean([np.corrcoef([-0.5, -1, 0.5, 1], [-0.5, 0.5, 1, 0])[0, 1],
+                       np.corrcoef([-1.5, 0.5, 1, -2.5], [-1, -0.5, 0.5, -1.5])[0, 1]])
+    assert table[("model", "pooled", "normalized_pearson")] == pytest.approx(by_hand, abs=1e-12)
+    assert table[("naive_mean_effects", "pooled", "normalized_pearson")] == 0.0  # constant residual prediction
+
+
+def test_drevalpy_pearson_conventions():
+    from drp.metrics import drevalpy_pearson
+
+    assert drevalpy_pearson([1.0, 2.0, 3.0], [5.0, 5.0, 5.0 + 1e-7]) == 0.0  # constant prediction
+    assert np.isnan(drevalpy_pearson([2.0, 2.0, 2.0], [1.0, 2.0, 3.0]))  # constant target
+    assert np.isnan(drevalpy_pearson([1.0], [2.0]))
+    assert drevalpy_pearson([1.0, 2.0, 4.0], [1.0, 3.0, 2.0]) == pytest.approx(np.corrcoef([1, 2, 4], [1, 3, 2])[0, 1])

@@ -286,3 +286,15 @@ def test_training_data_refuses_cell_lines_without_training_pairs():
     data = TrainingData(cells, pairs, validation, drugs, lower_is_sensitive=True)
     assert len(data.train_and_validation) == 6
     TrainingData(cells.subset(cells.cell_lines[:4]), pairs, pairs.iloc[:0], drugs, lower_is_sensitive=True)
+
+
+def test_elastic_net_counts_drugs_that_did_not_converge():
+    """Non-convergence is reported, not silenced (SYNTHETIC data, one iteration allowed)."""
+    cells = synthetic_cells(30)
+    grid, _ = synthetic_additive_response(cells, n_drugs=3)
+    model = ElasticNetPerDrug(alpha=0.001, max_iter=1, tol=1e-12)
+    model.fit(_training_data(cells, grid))
+    assert model.n_not_converged == 3
+    converged = ElasticNetPerDrug(alpha=0.1, max_iter=5000, tol=1e-4)
+    converged.fit(_training_data(cells, grid))
+    assert converged.n_not_converged == 0

@@ -296,7 +296,7 @@ def test_grid_is_chosen_by_validation_mse(workspace, tmp_path):
     spec = {"class": "gradient_boosting", "params": {**BOOSTING, "max_iter": 20},
             "grid": {"learning_rate": [0.01, 0.3]}}
     output = tmp_path / "gradient_boosting" / "model"
-    fit_fold(fold_inputs(workspace, 0), 0, spec, SEED, 1, output)
+    fit_fold(fold_inputs(workspace, 0), 0, spec, SEED, 1, output, refit=False)
     selection = pd.read_csv(output / "selection.tsv", sep="\t")
     assert list(selection.columns) == ["learning_rate", "validation_mse", "seconds", "chosen"]
     assert list(selection.learning_rate) == [0.01, 0.3]
@@ -318,6 +318,18 @@ def test_grid_is_chosen_by_validation_mse(workspace, tmp_path):
     tuning = tuning_table({"gradient_boosting": {0: output}})
     assert list(tuning.candidates) == [2, 2] and list(tuning.chosen) == list(selection.chosen)
     assert [json.loads(c) for c in tuning.candidate] == [{"learning_rate": 0.01}, {"learning_rate": 0.3}]
+
+    # with refit (the default): the chosen candidate again on all non-test pairs, with as many trees as it
+    # kept when it stopped early on the validation pairs
+    refit = tmp_path / "gradient_boosting_refit" / "model"
+    fit_fold(fold_inputs(workspace, 0), 0, spec, SEED, 1, refit)
+    record = pd.read_csv(refit / "selection.tsv", sep="\t")
+    assert list(record.refit) == [False, False, True] and record.validation_mse.iloc[:2].tolist() == selection.validation_mse.tolist()
+    trees = saved["state"]["n_iterations"]
+    refitted = json.loads((refit / "model.json").read_text())
+    assert refitted["params"]["max_iter"] == trees and refitted["state"]["n_iterations"] == trees
+    assert refitted["params"]["learning_rate"] == chosen.learning_rate
+    assert list(tuning_table({"gradient_boosting": {0: refit}}).candidates) == [2, 2, 2]
 
 
 def test_single_candidate_without_validation_is_the_chosen_one(workspace, tmp_path):
@@ -411,7 +423,7 @@ class PairRecorder(DrugResponseModel):
 def test_permute_labels_shuffles_train_and_validation_pairs_each_within_drug(workspace, tmp_path):
     output = tmp_path / "recorder" / "model"
     spec = {"class": f"{__name__}:{PairRecorder.__qualname__}", "permute_labels": True}
-    fit_fold(fold_inputs(workspace, 1), 1, spec, SEED, 1, output)
+    fit_fold(fold_inputs(workspace, 1), 1, spec, SEED, 1, output, refit=False)  # the fit that sees both parts apart
     recorded = PairRecorder.load(output).pairs
     pairs = fold_pairs(fold_inputs(workspace, 1), 1)
     for part, role in (("train", TRAIN), ("validation", VALIDATION)):

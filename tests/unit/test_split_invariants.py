@@ -151,19 +151,18 @@ def run_spy(workspace, tmp_path, mode, fold, spec) -> tuple[list[dict], list[lis
 # --- 1. the split table -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", MODES)
-def test_validation_fold_is_the_next_fold_and_disjoint_from_test(roles, mode):
-    as_validation = []
+def test_validation_is_an_inner_fold_of_the_non_test_groups(roles, mode):
+    """Validation: the non-test groups of inner fold k mod 5 (validation_fraction 0.2), drawn from every other
+    outer fold, never a test pair."""
     for fold in FOLDS:
         pairs = roles[mode][fold]
         assert set(pairs.loc[pairs.role == TEST, "fold"]) == {fold}
-        assert set(pairs.loc[pairs.role == VALIDATION, "fold"]) == {(fold + 1) % N_FOLDS}
-        assert not set(pairs.loc[pairs.role == TRAIN, "fold"]) & {fold, (fold + 1) % N_FOLDS}
+        validation = pairs[pairs.role == VALIDATION]
+        assert set(validation["inner"]) == {fold % 5} and fold not in set(validation["fold"])
+        assert not ((pairs.role == TRAIN) & (pairs["inner"] == fold % 5) & (pairs["fold"] != fold)).any()
         assert set(pairs.role) == {TRAIN, VALIDATION, TEST}
-        test_pairs = set(zip(*pairs.loc[pairs.role == TEST, ["cell_line", "drug"]].T.values))
-        validation_pairs = set(zip(*pairs.loc[pairs.role == VALIDATION, ["cell_line", "drug"]].T.values))
-        assert not test_pairs & validation_pairs
-        as_validation.append((fold + 1) % N_FOLDS)
-    assert sorted(as_validation) == FOLDS  # every fold validates exactly one outer fold
+        if mode in ("LCO", "LPO"):  # many groups: validation draws on every other outer fold
+            assert set(validation["fold"]) == set(FOLDS) - {fold}
 
 
 @pytest.mark.parametrize("fold", FOLDS)
@@ -243,6 +242,13 @@ def assert_nothing_held_out_seen(seen: dict, pairs: pd.DataFrame, mode: str, tis
     assert set(seen["view_cells"]) == set(VIEWS)
 
 
+def assert_refit_on_all_non_test_pairs(seen: dict, pairs: pd.DataFrame):
+    """The refit: every non-test pair (training and validation) with its response, no test pair, nothing else."""
+    non_test = pairs[pairs.role != TEST]
+    assert sorted(seen["train"]) == sorted(_keys(non_test)) and seen["validation"] == []
+    assert dict(zip(seen["train"], seen["train_response"])) == dict(zip(_keys(non_test), non_test.response))
+
+
 @pytest.mark.parametrize("fold", FOLDS)
 @pytest.mark.parametrize("mode", MODES)
 def test_training_sees_no_held_out_unit(workspace, tmp_path, roles, dataset, mode, fold):
@@ -252,11 +258,7 @@ def test_training_sees_no_held_out_unit(workspace, tmp_path, roles, dataset, mod
     pairs = roles[mode][fold]
     assert saved.seen == fits[0]  # the saved state is what fit saw
     assert_nothing_held_out_seen(saved.seen, pairs, mode, dataset.tissue)
-    # exactly the non-test pairs, responses unchanged
-    non_test = pairs[pairs.role != TEST]
-    assert sorted(saved.seen["train"]) == sorted(_keys(non_test)) and saved.seen["validation"] == []
-    expected = dict(zip(_keys(non_test), non_test.response))
-    assert dict(zip(saved.seen["train"], saved.seen["train_response"])) == expected
+    assert_refit_on_all_non_test_pairs(saved.seen, pairs)  # exactly the non-test pairs, at once
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -267,8 +269,8 @@ def test_grid_candidates_are_fitted_on_training_pairs_and_chosen_on_validation_p
     fits, scored, saved = run_spy(workspace, tmp_path, mode, fold, spec)
     pairs = roles[mode][fold]
     train, validation = sorted(_keys(pairs[pairs.role == TRAIN])), sorted(_keys(pairs[pairs.role == VALIDATION]))
-    assert len(fits) == 3
-    for seen in fits:
+    assert len(fits) == 4  # three candidates, then the chosen one refit
+    for seen in fits[:3]:
         assert sorted(seen["train"]) == train and sorted(seen["validation"]) == validation
         assert_nothing_held_out_seen(seen, pairs, mode, dataset.tissue)
         if mode != "LPO":  # the candidates never saw the validation fold's cell lines / tissues / drugs
@@ -276,35 +278,46 @@ def test_grid_candidates_are_fitted_on_training_pairs_and_chosen_on_validation_p
             assert not units_of_keys(seen["train"], mode, dataset.tissue) & validation_units
     # the choice scores validation pairs only
     assert [sorted(keys) for keys in scored] == [validation] * 3
+    # the refit: the chosen candidate on every non-test pair and nothing else; it is the saved model
+    assert_refit_on_all_non_test_pairs(fits[3], pairs)
+    assert_nothing_held_out_seen(fits[3], pairs, mode, dataset.tissue)
+    assert saved.seen == fits[3]
     selection = pd.read_csv(tmp_path / mode / f"fold{fold}" / "spy" / "model" / "selection.tsv", sep="\t")
-    assert list(selection.offset) == [0.5, 0.0, -3.0]
+    assert list(selection.offset) == [0.5, 0.0, -3.0, saved.params["offset"]]
+    assert list(selection.refit) == [False, False, False, True]
     assert selection.chosen.sum() == 1
     chosen = selection.loc[selection.chosen]
     assert chosen.validation_mse.iloc[0] == selection.validation_mse.min()
     assert saved.params["offset"] == chosen.offset.iloc[0]
     y = pairs.loc[pairs.role == VALIDATION, "response"].to_numpy()
     mean = pairs.loc[pairs.role == TRAIN, "response"].mean()
-    np.testing.assert_allclose(selection.validation_mse, [np.mean((mean + o - y) ** 2) for o in (0.5, 0.0, -3.0)],
+    np.testing.assert_allclose(selection.validation_mse[:3], [np.mean((mean + o - y) ** 2) for o in (0.5, 0.0, -3.0)],
                                rtol=1e-9)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_single_candidate_that_uses_validation_keeps_it_apart(workspace, tmp_path, roles, dataset, mode):
+    """A model that stops early on the validation pairs: fitted on the training pairs with validation apart,
+    then refit on all non-test pairs; without refit, the first fit is the model."""
     fold = 2
-    SplitSpy.fits.clear()
-    output = tmp_path / "validating" / "model"
-    fit_fold(train_paths(workspace, mode, fold), fold, {"class": VALIDATING_SPY}, SEED, 1, output)
-    (seen,) = SplitSpy.fits
     pairs = roles[mode][fold]
-    assert sorted(seen["train"]) == sorted(_keys(pairs[pairs.role == TRAIN]))
-    assert sorted(seen["validation"]) == sorted(_keys(pairs[pairs.role == VALIDATION]))
-    assert_nothing_held_out_seen(seen, pairs, mode, dataset.tissue)
+    for refit in (True, False):
+        SplitSpy.fits.clear()
+        output = tmp_path / f"validating_{refit}" / "model"
+        fit_fold(train_paths(workspace, mode, fold), fold, {"class": VALIDATING_SPY}, SEED, 1, output, refit=refit)
+        seen = SplitSpy.fits[0]
+        assert sorted(seen["train"]) == sorted(_keys(pairs[pairs.role == TRAIN]))
+        assert sorted(seen["validation"]) == sorted(_keys(pairs[pairs.role == VALIDATION]))
+        assert_nothing_held_out_seen(seen, pairs, mode, dataset.tissue)
+        assert len(SplitSpy.fits) == (2 if refit else 1)
+        if refit:
+            assert_refit_on_all_non_test_pairs(SplitSpy.fits[1], pairs)
 
 
 @pytest.mark.parametrize("fold", FOLDS)
 def test_drug_bits_are_chosen_among_training_drugs_only(workspace, tmp_path, roles, fold):
     """LDO: the boosting model's drug features are the fingerprint bits that vary among its training drugs
-    (it stops early on the validation fold, so validation drugs are held out of its fit too)."""
+    (training and validation drugs after the refit; never a test drug)."""
     spec = {"class": "gradient_boosting", "params": {"views": ["expression"], "max_features_per_view": 16,
                                                      "max_iter": 5}}
     output = tmp_path / "boosting" / "model"
@@ -313,7 +326,7 @@ def test_drug_bits_are_chosen_among_training_drugs_only(workspace, tmp_path, rol
         drug_bits = arrays["drug_bits"]
     fingerprints = ad.read_h5ad(workspace / "data" / "drug_fingerprints.h5ad")
     pairs = roles["LDO"][fold]
-    training_drugs = sorted(set(pairs.loc[pairs.role == TRAIN, "drug"]))
+    training_drugs = sorted(set(pairs.loc[pairs.role != TEST, "drug"]))
     bits = np.asarray(fingerprints[training_drugs].X)
     np.testing.assert_array_equal(drug_bits, np.flatnonzero(bits.min(axis=0) != bits.max(axis=0)))
     every = np.asarray(fingerprints.X)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drp.splits import MODES, TEST, TRAIN, VALIDATION, fold_roles, make_splits, validation_fold
+from drp.splits import MODES, TEST, TRAIN, VALIDATION, fold_roles, fold_table, make_splits, validation_fold
 
 N_FOLDS = 5
 TISSUE_SIZES = {"lung": 16, "skin": 14, "blood": 10, "breast": 8, "bone": 9, "eye": 3}  # 60 cell lines
@@ -39,7 +39,9 @@ def tissue():
 
 @pytest.fixture(scope="module", params=MODES)
 def split(request, response, tissue):
-    return request.param, make_splits(response, tissue, request.param, N_FOLDS, seed=3)
+    # LTO: six tissues in five folds leave too few for five inner folds (test_a_fold_without_validation_...)
+    fraction = 0.5 if request.param == "LTO" else 0.2
+    return request.param, make_splits(response, tissue, request.param, N_FOLDS, seed=3, validation_fraction=fraction)
 
 
 def test_synthetic_response_shape(response):
@@ -49,12 +51,14 @@ def test_synthetic_response_shape(response):
 
 def test_every_pair_assigned_exactly_once(split, response):
     _, splits = split
-    assert list(splits.columns) == ["cell_line", "drug", "fold"]
+    assert list(splits.columns) == ["cell_line", "drug", "group", "fold", "inner", "repeat"]
     assert len(splits) == len(response)
     assert not splits.duplicated(["cell_line", "drug"]).any()
     merged = response.merge(splits, on=["cell_line", "drug"], how="outer", indicator=True, validate="one_to_one")
     assert (merged["_merge"] == "both").all()
-    assert splits["fold"].dtype.kind == "i"
+    assert splits["fold"].dtype.kind == "i" and splits["inner"].dtype.kind == "i"
+    assert set(splits["inner"]) == set(range(2 if split[0] == "LTO" else 5))  # round(1 / validation_fraction)
+    assert splits.groupby("group")[["fold", "inner"]].nunique().max().max() == 1  # whole groups only
 
 
 def test_all_folds_used_and_non_empty(split):
@@ -102,7 +106,7 @@ def test_lpo_fold_sizes_are_near_equal(response, tissue):
 
 
 def test_lto_puts_largest_tissues_in_different_folds(response, tissue):
-    splits = make_splits(response, tissue, "LTO", N_FOLDS, seed=3)
+    splits = make_splits(response, tissue, "LTO", N_FOLDS, seed=3, validation_fraction=0.5)
     tissue_fold = splits.assign(tissue=splits.cell_line.map(tissue)).groupby("tissue")["fold"].first()
     pair_counts = splits.cell_line.map(tissue).value_counts()
     five_largest = pair_counts.index[:N_FOLDS]
@@ -111,7 +115,7 @@ def test_lto_puts_largest_tissues_in_different_folds(response, tissue):
 
 def test_unknown_tissue_is_a_stratum_of_its_own(response, tissue):
     partial = tissue.drop(tissue.index[tissue == "eye"])  # eye cell lines have no tissue label
-    splits = make_splits(response, partial, "LTO", N_FOLDS, seed=3)
+    splits = make_splits(response, partial, "LTO", N_FOLDS, seed=3, validation_fraction=0.5)
     eye = splits.cell_line.isin(tissue.index[tissue == "eye"])
     assert splits.loc[eye, "fold"].nunique() == 1
     assert sorted(splits["fold"].unique()) == list(range(N_FOLDS))
@@ -119,13 +123,13 @@ def test_unknown_tissue_is_a_stratum_of_its_own(response, tissue):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_deterministic_for_a_seed_and_different_for_another(mode, response, tissue):
-    first = make_splits(response, tissue, mode, N_FOLDS, seed=11)
-    again = make_splits(response, tissue, mode, N_FOLDS, seed=11)
+    first = make_splits(response, tissue, mode, N_FOLDS, seed=11, validation_fraction=0.5)
+    again = make_splits(response, tissue, mode, N_FOLDS, seed=11, validation_fraction=0.5)
     pd.testing.assert_frame_equal(first, again)
     # input order does not matter either
-    shuffled = make_splits(response.iloc[::-1], tissue, mode, N_FOLDS, seed=11)
+    shuffled = make_splits(response.iloc[::-1], tissue, mode, N_FOLDS, seed=11, validation_fraction=0.5)
     pd.testing.assert_frame_equal(first, shuffled)
-    others = [make_splits(response, tissue, mode, N_FOLDS, seed=s) for s in (12, 13, 14)]
+    others = [make_splits(response, tissue, mode, N_FOLDS, seed=s, validation_fraction=0.5) for s in (12, 13, 14)]
     assert any(not np.array_equal(first["fold"], other["fold"]) for other in others)
     if mode != "LTO":  # with these tissue sizes the LTO grouping is forced; only the labels can change
         assert any(_partition(first) != _partition(other) for other in others)
@@ -139,23 +143,52 @@ def _partition(splits) -> frozenset:
 
 @pytest.mark.parametrize("test_fold", range(N_FOLDS))
 def test_fold_roles(split, test_fold):
-    _, splits = split
+    """Validation: the non-test groups of inner fold k mod V, about a fraction 1 / V of them; never a test group."""
+    mode, splits = split
+    n_inner = splits["inner"].nunique()
     roles = fold_roles(splits, test_fold)
     assert roles.index.equals(splits.index)
     assert set(roles) == {TRAIN, VALIDATION, TEST}
-    by_role = splits.groupby(roles)["fold"].unique()
-    assert list(by_role[TEST]) == [test_fold]
-    assert list(by_role[VALIDATION]) == [(test_fold + 1) % N_FOLDS]
-    assert validation_fold(test_fold, N_FOLDS) == (test_fold + 1) % N_FOLDS
-    assert set(by_role[TRAIN]) == set(range(N_FOLDS)) - {test_fold, (test_fold + 1) % N_FOLDS}
     assert ((roles == TEST) == (splits["fold"] == test_fold)).all()
+    assert ((roles == VALIDATION) == ((splits["inner"] == test_fold % n_inner) & (splits["fold"] != test_fold))).all()
+    groups = splits.groupby("group").agg(role=("group", lambda g: set(roles[g.index])))
+    assert (groups.role.map(len) == 1).all()  # a group is never split between roles
+    if mode in ("LCO", "LPO", "LDO"):  # dealt units: close to the fraction (LTO: whole tissues, coarser)
+        non_test = groups[groups.role.map(lambda r: TEST not in r)]
+        share = non_test.role.map(lambda r: VALIDATION in r).mean()
+        assert 0.1 < share < 0.3
 
 
-def test_each_pair_is_test_exactly_once_and_validation_exactly_once(split):
+def test_each_pair_is_test_exactly_once_and_validates_the_outer_folds_of_its_inner_fold(split):
     _, splits = split
+    n_inner = splits["inner"].nunique()
     roles = pd.concat([fold_roles(splits, k) for k in range(N_FOLDS)], axis=1)
     assert ((roles == TEST).sum(axis=1) == 1).all()
-    assert ((roles == VALIDATION).sum(axis=1) == 1).all()
+    expected = [sum(1 for k in range(N_FOLDS) if k != f and k % n_inner == i) for f, i in zip(splits["fold"], splits["inner"])]
+    assert ((roles == VALIDATION).sum(axis=1) == expected).all()
+
+
+def test_outer_folds_do_not_depend_on_the_validation_fraction(response, tissue):
+    with_inner = make_splits(response, tissue, "LCO", N_FOLDS, seed=3)
+    without = make_splits(response, tissue, "LCO", N_FOLDS, seed=3, validation_fraction=None)
+    assert "inner" not in without and with_inner["fold"].equals(without["fold"])
+    assert with_inner["inner"].nunique() == 5
+    assert make_splits(response, tissue, "LCO", N_FOLDS, seed=3, validation_fraction=0.25)["inner"].nunique() == 4
+
+
+def test_a_table_without_inner_folds_validates_on_the_next_outer_fold(split):
+    _, splits = split
+    legacy = splits.drop(columns=["inner"])
+    for test_fold in range(N_FOLDS):
+        roles = fold_roles(legacy, test_fold)
+        assert set(legacy.loc[roles == VALIDATION, "fold"]) == {validation_fold(test_fold, N_FOLDS)}
+
+
+def test_a_fold_without_validation_groups_is_refused(response, tissue):
+    """SYNTHETIC: 6 tissues, 5 outer and 2 inner folds under LTO leave some outer fold without validation."""
+    with pytest.raises(ValueError, match="outer fold .* has no (validation|training) group"):
+        for seed in range(20):
+            make_splits(response, tissue, "LTO", N_FOLDS, seed=seed, validation_fraction=0.2)
 
 
 def test_lto_needs_as_many_tissues_as_folds(response, tissue):
@@ -181,3 +214,67 @@ def test_too_few_folds(response, tissue, n_folds):
 def test_unknown_mode(response, tissue, mode):
     with pytest.raises(ValueError, match="unknown split mode"):
         make_splits(response, tissue, mode, N_FOLDS, seed=0)
+
+
+def test_repeats_are_independent_assignments_with_running_fold_ids(response, tissue):
+    from drp.splits import fold_table, repeat_folds
+
+    splits = make_splits(response, tissue, "LCO", N_FOLDS, seed=3, repeats=3)
+    single = make_splits(response, tissue, "LCO", N_FOLDS, seed=3)
+    assert len(splits) == 3 * len(response) and set(splits["repeat"]) == {0, 1, 2}
+    assert repeat_folds(splits) == {r: list(range(r * N_FOLDS, (r + 1) * N_FOLDS)) for r in range(3)}
+    first = splits[splits.repeat == 0].reset_index(drop=True)
+    pd.testing.assert_frame_equal(first, single)  # repeat 0 is the assignment of the base seed
+    for repeat in (1, 2):
+        table = fold_table(splits, repeat * N_FOLDS + 2)
+        assert set(table["repeat"]) == {repeat} and len(table) == len(response)
+        assert _partition(table.assign(fold=table.fold - repeat * N_FOLDS)) != _partition(first)
+        roles = fold_roles(table, repeat * N_FOLDS + 2)
+        assert ((roles == TEST) == (table.fold == repeat * N_FOLDS + 2)).all() and (roles == VALIDATION).any()
+    with pytest.raises(ValueError, match="needs the rows of one repeat"):
+        fold_roles(splits, 0)
+    with pytest.raises(ValueError, match="fold 99 does not exist"):
+        fold_table(splits, 99)
+
+
+# --- splits from a user's file ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_split_table_round_trips_through_a_file(tmp_path, response, tissue, mode):
+    """Export the held-out units' folds of a generated table, read them back: the same test folds."""
+    from drp.splits import GROUP_COLUMNS, splits_from_file
+
+    fraction = 0.5 if mode == "LTO" else 0.2
+    generated = make_splits(response, tissue, mode, N_FOLDS, seed=3, validation_fraction=fraction, repeats=2)
+    units = generated.assign(tissue=generated.cell_line.map(tissue))
+    units = units.assign(fold=units.fold - units.repeat * N_FOLDS)[[*GROUP_COLUMNS[mode], "fold", "repeat"]]
+    path = tmp_path / "folds.csv"
+    units.drop_duplicates().to_csv(path, index=False)
+    read = splits_from_file(response, tissue, mode, path, N_FOLDS, seed=3, validation_fraction=fraction, repeats=2)
+    key = ["cell_line", "drug", "repeat"]
+    merged = generated.merge(read, on=key, suffixes=("", "_read"), validate="one_to_one")
+    assert len(merged) == len(generated) and (merged.fold == merged.fold_read).all()
+    for fold in range(2 * N_FOLDS):
+        roles = fold_roles(fold_table(read, fold), fold)
+        assert (roles == VALIDATION).any() and (roles == TRAIN).any()
+
+
+def test_a_bad_split_file_names_the_file_and_the_problem(tmp_path, response, tissue):
+    from drp.splits import splits_from_file
+
+    cells = sorted(response.cell_line.unique())
+    good = pd.DataFrame({"cell_line": cells, "fold": np.arange(len(cells)) % N_FOLDS})
+
+    def error(table, **kwargs) -> str:
+        path = tmp_path / "folds.tsv"
+        table.to_csv(path, sep="\t", index=False)
+        with pytest.raises(ValueError) as caught:
+            splits_from_file(response, tissue, "LCO", path, kwargs.get("n_folds", N_FOLDS), seed=0)
+        assert str(path) in str(caught.value)
+        return str(caught.value)
+
+    assert "needs the columns ['cell_line', 'fold']" in error(good.rename(columns={"fold": "split"}))
+    assert "have no fold" in error(good.iloc[5:])
+    assert "more than one row" in error(pd.concat([good, good.iloc[:1].assign(fold=1)]))
+    assert "whole numbers" in error(good.assign(fold=good.fold.astype(float) + 0.5))
+    assert "splits.n_folds is 4" in error(good, n_folds=4)

@@ -249,3 +249,45 @@ def test_plots_write_png(tmp_path):
     for name in ("cd.png", "heatmap.png", "few.png"):
         assert _is_png(tmp_path / name), name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cd.png", "few.png", "heatmap.png"]  # no partials
+
+
+# --- comparison over folds and repeats ------------------------------------------------------------------
+
+def test_corrected_resampled_t_by_hand():
+    """Nadeau & Bengio: t = mean / sqrt((1/J + n_test/n_train) s^2), J - 1 degrees of freedom."""
+    from drp.statistics import corrected_resampled_t
+
+    d = np.array([0.02, 0.035, 0.01, 0.04, 0.025, 0.015, 0.03, 0.02, 0.045, 0.005, 0.03, 0.02, 0.01, 0.04, 0.025])
+    ratio = 0.25  # five folds: a test fold is a quarter of the training folds
+    result = corrected_resampled_t(d, ratio)
+    se = np.sqrt((1 / 15 + 0.25) * d.var(ddof=1))
+    assert result["t"] == pytest.approx(d.mean() / se)
+    assert result["p_value"] == pytest.approx(2 * stats.t.sf(d.mean() / se, 14))
+    half = stats.t.ppf(0.975, 14) * se
+    assert (result["ci_low"], result["ci_high"]) == pytest.approx((d.mean() - half, d.mean() + half))
+    # the correction widens the naive interval: the folds' training sets overlap
+    naive_half = stats.t.ppf(0.975, 14) * d.std(ddof=1) / np.sqrt(15)
+    assert result["ci_high"] - result["ci_low"] > 2 * naive_half
+    assert np.isnan(corrected_resampled_t([0.1], ratio)["t"])
+
+
+def test_compare_over_folds_pairs_by_fold_and_counts_repeats():
+    from drp.statistics import compare_over_folds, repeat_summary
+
+    rng = np.random.default_rng(0)
+    folds = np.arange(6)  # two repeats of three folds
+    fold_repeat = {f: f // 3 for f in folds}
+    reference = rng.normal(0.5, 0.02, size=6)
+    per_fold = pd.concat([pd.DataFrame({"model": "ref", "fold": folds, "pearson": reference, "rmse": 1.0}),
+                          pd.DataFrame({"model": "better", "fold": folds, "pearson": reference + 0.05, "rmse": 0.9})])
+    table = compare_over_folds(per_fold, "ref", "pearson", fold_repeat, 0.5).set_index("model")
+    assert table.loc["better", "mean_difference"] == pytest.approx(0.05)
+    assert table.loc["better", "folds"] == 6 and table.loc["better", "repeats"] == 2
+    assert table.loc["ref", "mean_difference"] == 0.0
+    rmse = compare_over_folds(per_fold, "ref", "rmse", fold_repeat, 0.5).set_index("model")
+    assert rmse.loc["better", "mean_difference"] == pytest.approx(0.1)  # lower RMSE reads as better
+    summary = repeat_summary(per_fold, fold_repeat, ["pearson"]).set_index("model")
+    repeat_means = [reference[:3].mean() + 0.05, reference[3:].mean() + 0.05]
+    assert summary.loc["better", "mean"] == pytest.approx(np.mean(repeat_means))
+    assert summary.loc["better", "sd"] == pytest.approx(np.std(repeat_means, ddof=1))
+    assert summary.loc["better", "repeats"] == 2

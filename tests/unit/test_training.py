@@ -306,3 +306,16 @@ def test_training_never_imports_torch_compiler():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=os.path.join(os.path.dirname(__file__), "..", ".."))
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_fixed_epochs_trains_exactly_max_epochs_and_keeps_the_last_weights():
+    """The refit setting: no early stopping however the validation score moves, and the final weights
+    (not the best-scored ones) are kept."""
+    run = SyntheticRegression()
+    snapshots: list = []
+    scripted_validation(run, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], snapshots)
+    history = run.fit(max_epochs=6, patience=1, fixed_epochs=True)
+    assert len(history) == 6
+    run.trainer.module.eval()
+    last = run.weights()
+    assert run.trainer.best_epoch == 1 and differ(last, snapshots[0])

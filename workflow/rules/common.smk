@@ -11,9 +11,16 @@ from drp.models import catalog
 
 validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
-FOLDS = list(range(config["splits"]["n_folds"]))
+# outer folds of every repeat: repeat r holds folds r * n_folds .. (r + 1) * n_folds - 1 (drp.splits)
+FOLDS = list(range(config["splits"]["n_folds"] * config["splits"]["repeats"]))
 EVALUATION = config["evaluation"]
 CROSS_STUDY_MODE = "LCO"  # cross-study predictions come from cell-blind models: every target cell line is unseen
+
+
+def split_table_input(wildcards):
+    """A user's table of test folds for this split mode (splits.<mode>.file), if there is one."""
+    table = (config["splits"].get(wildcards.mode) or {}).get("file")
+    return {"table": table} if table else {}
 
 
 def models_for_mode(mode):

@@ -10,6 +10,11 @@ rule evaluate:
     output:
         predictions="results/{dataset}/{mode}/metrics/predictions.parquet",
         per_drug=mode_report("results/{dataset}/{mode}/metrics/per_drug.tsv", "per_drug", {"table": "per-drug metrics"}),
+        per_cell_line="results/{dataset}/{mode}/metrics/per_cell_line.tsv",
+        per_fold="results/{dataset}/{mode}/metrics/per_fold.tsv",
+        repeats="results/{dataset}/{mode}/metrics/repeats.tsv",
+        comparison=mode_report("results/{dataset}/{mode}/statistics/comparison.tsv", "comparison",
+                               {"table": "comparison with the strongest baseline"}),
         summary="results/{dataset}/{mode}/metrics/summary.tsv",
         summary_html=mode_report("results/{dataset}/{mode}/metrics/summary.html", "summary", {"table": "summary"}),
         error_tests="results/{dataset}/{mode}/statistics/error_tests.tsv",
@@ -30,6 +35,7 @@ rule evaluate:
     params:
         models=lambda wc: models_for_mode(wc.mode),
         baseline=EVALUATION["baseline"],
+        naive_baseline=EVALUATION["naive_baseline"],
         baselines=EVALUATION["baselines"],
         controls=[m for m in config["run"]["models"] if config["models"][m].get("permute_labels")],
         metric=EVALUATION["metric"],
@@ -58,6 +64,7 @@ rule evaluate_cross_study:
     params:
         models=config["run"]["models"],
         baseline=EVALUATION["baseline"],
+        naive_baseline=EVALUATION["naive_baseline"],
         min_pairs=EVALUATION["min_pairs_per_drug"],
     log:
         "logs/{dataset}/cross_study_{target}.log",

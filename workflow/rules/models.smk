@@ -25,6 +25,7 @@ for _rule_name, _on_gpu in (("train", False), ("train_gpu", True)):
         params:
             spec=model_spec,
             seed=config["seed"],
+            refit=config["splits"]["refit"],
         threads: train_threads
         log:
             "logs/{dataset}/{mode}/fold{fold}/train_{model}.log",

@@ -1,11 +1,14 @@
 rule make_splits:
     input:
+        unpack(split_table_input),
         response="results/{dataset}/data/response.parquet",
         cell_lines="results/{dataset}/data/cell_lines.tsv",
     output:
         "results/{dataset}/splits/{mode}.tsv",
     params:
         n_folds=config["splits"]["n_folds"],
+        validation_fraction=config["splits"]["validation_fraction"],
+        repeats=config["splits"]["repeats"],
         seed=config["seed"],
     log:
         "logs/{dataset}/make_splits_{mode}.log",

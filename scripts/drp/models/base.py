@@ -90,6 +90,12 @@ class DrugResponseModel(ABC):
     @abstractmethod
     def fit(self, data: TrainingData) -> None: ...
 
+    def refit_params(self) -> dict:
+        """Parameters to refit this fitted model on training + validation pairs, without validation pairs:
+        the same, unless the model chose something on the validation pairs (early stopping) that it must
+        now be told."""
+        return dict(self.params)
+
     @abstractmethod
     def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
         """Return ``pairs`` with ``y_pred`` (and ``p_sensitive`` if the model has a classifier)."""

@@ -146,6 +146,9 @@ class GradientBoosting(DrugResponseModel):
         self.baseline = 0.0
         self._booster = booster
 
+    def refit_params(self) -> dict:
+        return {**self.params, "max_iter": self.n_iterations}  # without validation pairs: exactly that many trees
+
     def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
         X = self.features.pair_matrix(cells, pairs)
         booster = getattr(self, "_booster", None)

@@ -23,7 +23,9 @@ class Traits:
 #: registry name -> (importable ``module:Class``, traits)
 BUILTIN = {
     "mean_effects": ("drp.models.mean_effects:MeanEffects", Traits(handles_unseen_drugs=True)),
+    "naive_mean_effects": ("drp.models.mean_effects:NaiveMeanEffects", Traits(handles_unseen_drugs=True)),
     "elastic_net": ("drp.models.elastic_net:ElasticNetPerDrug", Traits()),
+    "ridge": ("drp.models.ridge:RidgePerDrug", Traits()),
     "gradient_boosting": ("drp.models.boosting:GradientBoosting", Traits(handles_unseen_drugs=True)),
     "mlp": ("drp.models.mlp:PairMLP", Traits(handles_unseen_drugs=True, gpu=True)),
     "drvae": ("drp.models.drvae:DrVAE", Traits(latent=True, gpu=True)),

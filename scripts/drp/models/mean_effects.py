@@ -52,3 +52,35 @@ class MeanEffects(DrugResponseModel):
     def load_state(self, meta, arrays):
         self.mean = meta["mean"]
         self.effects = {f: pd.Series(arrays[f"{f}_effect"], index=meta[f"{f}_ids"]) for f in _FACTORS}
+
+
+class NaiveMeanEffects(DrugResponseModel):
+    """drevalpy's NaiveMeanEffectsPredictor: overall training mean + (cell line mean - overall mean) +
+    (drug mean - overall mean), each a plain mean of the training responses; an effect unseen in training is 0.
+    No tissue: a test cell line of a cell-blind split gets its drug's training mean. drevalpy normalizes its
+    Pearson by this model's predictions (``drp.metrics``), so it runs beside the tissue-aware MeanEffects."""
+
+    handles_unseen_drugs = True  # an unseen drug gets the cell line's training mean
+
+    def __init__(self):
+        super().__init__()
+        self.mean = 0.0
+        self.effects: dict[str, pd.Series] = {}
+
+    def fit(self, data: TrainingData) -> None:
+        pairs = data.train
+        self.mean = float(pairs.response.mean())
+        self.effects = {factor: pairs.groupby(factor, sort=True)["response"].mean() - self.mean
+                        for factor in ("drug", "cell_line")}
+
+    def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
+        y_pred = self.mean + sum(self.effects[f].reindex(pairs[f].values).fillna(0.0).to_numpy() for f in self.effects)
+        return pairs.assign(y_pred=y_pred)
+
+    def state(self):
+        meta = {"mean": self.mean, **{f"{f}_ids": [str(i) for i in e.index] for f, e in self.effects.items()}}
+        return meta, {f"{f}_effect": e.to_numpy() for f, e in self.effects.items()}
+
+    def load_state(self, meta, arrays):
+        self.mean = meta["mean"]
+        self.effects = {f: pd.Series(arrays[f"{f}_effect"], index=meta[f"{f}_ids"]) for f in ("drug", "cell_line")}

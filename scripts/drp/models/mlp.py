@@ -1,5 +1,5 @@
-"""A plain feed-forward network on (cell line omics, drug fingerprint) pairs: the control that shows
-whether a VAE adds anything over an ordinary network with the same inputs and the same tuning budget.
+"""A plain feed-forward network on (cell line omics, drug fingerprint) pairs: one global model for all drugs,
+a neural baseline (not a VAE ablation: the VAEs learn per-drug heads from the responses, without fingerprints).
 
 The first layer of an MLP on the concatenation [x_cell, x_drug] is W_c x_cell + W_d x_drug + b, so it is
 computed once per cell line and once per drug and added per pair: the same network, without building a
@@ -39,6 +39,7 @@ class MLPSettings:
     checkpoint_every: int = 10
     device: str = "auto"
     progress: bool = True
+    fixed_epochs: bool = False  # set by refit_params: exactly max_epochs, no early stopping
 
 
 class FastDropout(nn.Module):
@@ -118,7 +119,7 @@ class PairMLP(DrugResponseModel):
         trainer = Trainer(self.module, TrainerSettings(
             max_epochs=s.max_epochs, learning_rate=s.learning_rate, weight_decay=s.weight_decay,
             batch_size=s.batch_size, patience=s.patience, min_epochs=min(5, s.max_epochs),
-            checkpoint_every=s.checkpoint_every, device=s.device, progress=s.progress),
+            checkpoint_every=s.checkpoint_every, device=s.device, progress=s.progress, fixed_epochs=s.fixed_epochs),
             data.seed, data.checkpoint_dir, fingerprint)
         train = self._tensors(data.cells, data.train, trainer.device)
         validation = self._tensors(data.cells, data.validation if len(data.validation) else data.train, trainer.device)
@@ -142,8 +143,12 @@ class PairMLP(DrugResponseModel):
             return mse, {"validation_mse": mse}
 
         self.history = trainer.fit(loss, validate, len(train["x_cells"]))
-        self.validation_score = trainer.best_score
+        self.validation_score, self.best_epoch = trainer.best_score, trainer.best_epoch
         self.module = trainer.module.cpu().eval()
+
+    def refit_params(self) -> dict:
+        """The epochs at which validation was best, without early stopping."""
+        return {**self.params, "max_epochs": max(1, self.best_epoch), "fixed_epochs": True}
 
     @torch.no_grad()
     def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:

@@ -28,11 +28,13 @@ class NeuralSettings:
     checkpoint_every: int = 25
     device: str = "auto"
     progress: bool = True
+    fixed_epochs: bool = False  # set by refit_params: exactly max_epochs, no early stopping
 
     def trainer_settings(self) -> TrainerSettings:
         return TrainerSettings(max_epochs=self.max_epochs, learning_rate=self.learning_rate,
                                weight_decay=self.weight_decay, batch_size=self.batch_size, patience=self.patience,
-                               checkpoint_every=self.checkpoint_every, device=self.device, progress=self.progress)
+                               checkpoint_every=self.checkpoint_every, device=self.device, progress=self.progress,
+                               fixed_epochs=self.fixed_epochs)
 
 
 class NeuralResponseModel(DrugResponseModel):
@@ -88,8 +90,12 @@ class NeuralResponseModel(DrugResponseModel):
     def run_trainer(self, trainer: Trainer, loss_fn, validate_fn, n_samples: int) -> None:
         """Train, then keep the history, the best validation score and the best weights on the CPU."""
         self.history = trainer.fit(loss_fn, validate_fn, n_samples)
-        self.validation_score = trainer.best_score
+        self.validation_score, self.best_epoch = trainer.best_score, trainer.best_epoch
         self.module = trainer.module.cpu().eval()
+
+    def refit_params(self) -> dict:
+        """The epochs at which validation was best, without early stopping."""
+        return {**self.params, "max_epochs": max(1, self.best_epoch), "fixed_epochs": True}
 
     def pair_predictions(self, grid: np.ndarray, pairs: pd.DataFrame, cells: pd.Index) -> pd.DataFrame:
         """``pairs`` with y_pred (de-standardized) and p_sensitive from a (cells, drugs, 2) output grid;

@@ -60,3 +60,25 @@ def fit_best(spec: dict, make_data, seed: int):
             best, best_index, best_score = model, index, score
     best.selection = pd.DataFrame(selection).assign(chosen=np.arange(len(selection)) == best_index)
     return best
+
+
+def refit(best, spec: dict, data, seed: int):
+    """The chosen candidate fitted again on ``data`` (all non-test pairs, no validation pairs), with the
+    parameters ``best.refit_params()`` gives: the same, except that a model that stopped early trains for the
+    epochs or trees it stopped at. Its ``selection`` table gains a row ``refit`` with the fitting time."""
+    import pandas as pd
+
+    from . import create
+
+    params = best.refit_params()
+    model = create({"class": spec["class"], "params": params})
+    np.random.seed(seed)
+    started = time.perf_counter()
+    model.fit(data)
+    seconds = time.perf_counter() - started
+    log.info("refit %s on %d pairs of %d cell lines in %.1f s (%s)", spec["class"], len(data.train),
+             len(data.cells.cell_lines), seconds, {k: v for k, v in params.items() if best.params.get(k) != v})
+    row = {**{k: params[k] for k in spec.get("grid") or {}}, "validation_mse": np.nan, "seconds": round(seconds, 1),
+           "chosen": False, "refit": True}
+    model.selection = pd.concat([best.selection.assign(refit=False), pd.DataFrame([row])], ignore_index=True)
+    return model

@@ -18,28 +18,30 @@ import pandas as pd
 from .. import input_names
 from ..dataset import read_cell_lines, read_meta, read_response, read_view
 from ..io import write_table
-from ..splits import read_splits
+from ..splits import fold_table, read_splits
 
 log = logging.getLogger(__name__)
 
 
-def assign_target_cell_lines(target_cells, source_splits: pd.DataFrame, n_folds: int) -> pd.Series:
-    """cell_line -> the source fold whose model predicts it."""
+def assign_target_cell_lines(target_cells, source_splits: pd.DataFrame) -> pd.Series:
+    """cell_line -> the source fold whose model predicts it (``source_splits``: the rows of one repeat)."""
     source_fold = source_splits.drop_duplicates("cell_line").set_index("cell_line")["fold"]
+    fold_ids = np.array(sorted(source_splits["fold"].unique()))
     if source_splits.groupby("cell_line")["fold"].nunique().max() > 1:
         raise ValueError("cross-study needs cell-blind (LCO) source splits: a cell line spans several folds")
     target_cells = pd.Index(sorted(set(target_cells)))
     shared = target_cells.intersection(source_fold.index)
     new = target_cells.difference(source_fold.index)
-    folds = pd.concat([source_fold.loc[shared], pd.Series(np.arange(len(new)) % n_folds, index=new)])
+    folds = pd.concat([source_fold.loc[shared], pd.Series(fold_ids[np.arange(len(new)) % len(fold_ids)], index=new)])
     return folds.astype(int).rename("fold")
 
 
 def target_pairs(target_response: pd.DataFrame, source_response: pd.DataFrame, source_splits: pd.DataFrame,
-                 n_folds: int, fold: int) -> pd.DataFrame:
-    """The target's pairs of drugs the source also screened, for the cell lines assigned to ``fold``."""
+                 fold: int) -> pd.DataFrame:
+    """The target's pairs of drugs the source also screened, for the cell lines assigned to ``fold`` (each
+    repeat of the source's folds predicts every target cell line once)."""
     shared = target_response[target_response.drug.isin(set(source_response.drug))]
-    folds = assign_target_cell_lines(shared.cell_line, source_splits, n_folds)
+    folds = assign_target_cell_lines(shared.cell_line, fold_table(source_splits, fold))
     pairs = shared[shared.cell_line.map(folds) == fold].reset_index(drop=True)
     return pairs.assign(in_source=pairs.cell_line.isin(set(source_response.cell_line)))
 
@@ -68,7 +70,7 @@ def predict_cross_study(paths: Mapping, folds: list[int], spec: dict, outputs: M
         fitted = cell_line_data(fold_inputs)
         model = resolve(spec["class"]).load(fold_inputs["model"])
         for target, output in outputs.items():
-            pairs = target_pairs(targets[target]["response"], source_response, splits, len(folds), fold)
+            pairs = target_pairs(targets[target]["response"], source_response, splits, fold)
             target_tissue = targets[target]["tissue"]
             cell_index = pd.Index(sorted(pairs.cell_line.unique()))
             views = {}
@@ -89,7 +91,8 @@ def predict_cross_study(paths: Mapping, folds: list[int], spec: dict, outputs: M
         write_table(output, pd.concat(frames[target], ignore_index=True))
 
 
-def evaluate_cross_study(paths: Mapping, outputs: Mapping, models: list[str], baseline: str, min_pairs: int) -> None:
+def evaluate_cross_study(paths: Mapping, outputs: Mapping, models: list[str], baseline: str, naive_baseline: str | None,
+                         min_pairs: int) -> None:
     """Per-drug metrics on the target, sensitivity thresholds from the source folds' training pairs."""
     from ..metrics import evaluate_models, training_thresholds
 
@@ -99,7 +102,9 @@ def evaluate_cross_study(paths: Mapping, outputs: Mapping, models: list[str], ba
                          f"response means more sensitive; the models' predictions cannot be compared")
     thresholds = training_thresholds(read_response(paths["response"]), read_splits(paths["splits"]))
     predictions = {name: pd.read_parquet(paths[name]) for name in models}
-    per_drug, summary = evaluate_models(predictions, baseline, thresholds, target_meta["lower_is_sensitive"], min_pairs)
+    evaluation = evaluate_models(predictions, baseline, thresholds, target_meta["lower_is_sensitive"], min_pairs,
+                                 naive_baseline)
+    per_drug, summary = evaluation.per_drug, evaluation.summary
     first = next(iter(predictions.values()))
     summary["pairs"], summary["cell_lines"] = len(first), first.cell_line.nunique()
     summary["cell_lines_not_in_source"] = first.loc[~first.in_source, "cell_line"].nunique()

@@ -36,34 +36,54 @@ def fold_tables(paths: Mapping, kind: str, models: list[str]) -> dict[str, pd.Da
 
 
 def metrics(predictions: dict[str, pd.DataFrame], paths: Mapping, meta: dict, outputs: Mapping, baseline: str,
-            min_pairs: int, title: str) -> pd.DataFrame:
-    """Per-drug and pooled metrics; writes predictions, per_drug, summary, summary_html; returns per_drug."""
+            naive: str | None, min_pairs: int, title: str):
+    """Per-drug, per-fold, per-cell-line (when ``outputs`` names ``per_cell_line``) and pooled metrics; writes
+    predictions, per_drug, per_fold, summary, summary_html; returns the ``drp.metrics.Evaluation``."""
     from ..metrics import evaluate_models, training_thresholds
     from ..plots import summary_table_html
 
     thresholds = training_thresholds(read_response(paths["response"]), read_splits(paths["splits"]))
-    per_drug, summary = evaluate_models(predictions, baseline, thresholds, meta["lower_is_sensitive"], min_pairs)
+    evaluation = evaluate_models(predictions, baseline, thresholds, meta["lower_is_sensitive"], min_pairs, naive,
+                                 per_cell_line="per_cell_line" in outputs.keys())
+    per_drug, summary, per_cell_line = evaluation.per_drug, evaluation.summary, evaluation.per_cell_line
     headline = summary[summary.scope == "per_drug_mean"].pivot(index="model", columns="metric", values="value")
     log.info("mean per-drug metrics:\n%s", headline.round(3).to_string())
     all_predictions = pd.concat([frame.assign(model=name) for name, frame in predictions.items()], ignore_index=True)
     write_table(outputs["predictions"], all_predictions)
     write_table(outputs["per_drug"], per_drug)
+    if per_cell_line is not None:
+        write_table(outputs["per_cell_line"], per_cell_line)
     write_table(outputs["summary"], summary)
+    write_table(outputs["per_fold"], evaluation.per_fold)
     summary_table_html(summary, outputs["summary_html"], f"{title}: {meta['measure']} metrics")
-    return per_drug
+    return evaluation
 
 
-def statistics(per_drug: pd.DataFrame, predictions: dict[str, pd.DataFrame], outputs: Mapping, baselines: list[str],
-               controls: list[str], metric: str, min_pairs: int, alpha: float, title: str) -> None:
-    """Paired tests of every model against the best baseline, pairwise tests across drugs, the
-    critical-difference ranking and the per-drug heatmap (controls are tested, never ranked)."""
+def statistics(evaluation, predictions: dict[str, pd.DataFrame], splits: pd.DataFrame, outputs: Mapping,
+               baselines: list[str], controls: list[str], metric: str, min_pairs: int, alpha: float, title: str) -> None:
+    """The comparison of every model with the strongest baseline over folds and repeats (corrected resampled
+    t-test), the mean and sd over repeats, paired per-drug tests against that baseline, pairwise tests across
+    drugs, the critical-difference ranking and the per-drug heatmap (controls are tested, never ranked)."""
     from .. import statistics as stats
+    from ..metrics import METRICS
     from ..plots import critical_difference_diagram, per_drug_heatmap, placeholder_figure, table_html
+    from ..splits import repeat_folds
 
+    per_drug = evaluation.per_drug
     present = [b for b in baselines if b in predictions]
     if not present:
         raise ValueError(f"evaluation.baselines {baselines}: none of them ran in this split mode")
     reference = stats.best_baseline(per_drug, present, metric)
+    repeats = repeat_folds(splits)
+    fold_repeat = {fold: repeat for repeat, folds in repeats.items() for fold in folds}
+    test_share = splits.groupby("fold").size() / (len(splits) / len(repeats))
+    ratio = float((test_share / (1 - test_share)).mean())  # n_test / n_train of an outer fold, in pairs
+    comparison = stats.compare_over_folds(evaluation.per_fold, reference, metric, fold_repeat, ratio)
+    write_table(outputs["comparison"], comparison)
+    metrics = [*METRICS, *[f"pooled_{m}" for m in METRICS]]
+    write_table(outputs["repeats"], stats.repeat_summary(evaluation.per_fold, fold_repeat, metrics))
+    log.info("against %s, %s over %d folds:\n%s", reference, metric, comparison.folds.max(),
+             comparison[["model", "mean_difference", "ci_low", "ci_high", "p_value"]].round(4).to_string())
     tests = stats.per_drug_error_tests(predictions, reference, min_pairs, alpha)
     summary = stats.summarize_error_tests(tests, alpha)
     ranked = [m for m in predictions if m not in controls]
@@ -82,19 +102,21 @@ def statistics(per_drug: pd.DataFrame, predictions: dict[str, pd.DataFrame], out
 
 
 def tuning_table(model_dirs: dict[str, dict[int, str]]) -> pd.DataFrame:
-    """Every model's hyperparameter candidates per fold, their validation MSE and the one chosen."""
+    """Every model's hyperparameter candidates per fold, their validation MSE, the one chosen and its refit
+    on all non-test pairs (``refit`` rows, which have no validation MSE)."""
     rows = []
     for model, by_fold in model_dirs.items():
         for fold in sorted(by_fold):
             table = Path(by_fold[fold]) / "selection.tsv"
             selection = pd.read_csv(table, sep="\t") if table.exists() else pd.DataFrame({"chosen": [True]})
-            params = [c for c in selection.columns if c not in ("validation_mse", "seconds", "chosen")]
+            params = [c for c in selection.columns if c not in ("validation_mse", "seconds", "chosen", "refit")]
+            refit = selection["refit"].astype(bool) if "refit" in selection else pd.Series(False, index=selection.index)
             rows.append(pd.DataFrame({
-                "model": model, "fold": fold, "candidates": len(selection),
+                "model": model, "fold": fold, "candidates": int((~refit).sum()),
                 "candidate": selection[params].apply(lambda r: json.dumps(r.to_dict(), default=str), axis=1)
                 if params else "{}",
                 "validation_mse": selection.get("validation_mse", np.nan), "seconds": selection.get("seconds", np.nan),
-                "chosen": selection["chosen"],
+                "chosen": selection["chosen"], "refit": refit,
             }))
     return pd.concat(rows, ignore_index=True)
 
@@ -126,13 +148,15 @@ def plot_metrics(per_drug: pd.DataFrame, predictions: dict[str, pd.DataFrame], m
     predicted_vs_observed(predictions, outputs["scatter"], title, measure)
 
 
-def evaluate(paths: Mapping, outputs: Mapping, models: list[str], baseline: str, baselines: list[str],
-             controls: list[str], metric: str, min_pairs: int, alpha: float, title: str) -> None:
+def evaluate(paths: Mapping, outputs: Mapping, models: list[str], baseline: str, naive_baseline: str | None,
+             baselines: list[str], controls: list[str], metric: str, min_pairs: int, alpha: float, title: str) -> None:
     """The evaluation job of one split mode; writes view_ablation only when that output is named."""
     meta = read_meta(paths["meta"])
     predictions = fold_tables(paths, "predictions", models)
-    per_drug = metrics(predictions, paths, meta, outputs, baseline, min_pairs, title)
-    statistics(per_drug, predictions, outputs, baselines, controls, metric, min_pairs, alpha, title)
+    evaluation = metrics(predictions, paths, meta, outputs, baseline, naive_baseline, min_pairs, title)
+    statistics(evaluation, predictions, read_splits(paths["splits"]), outputs, baselines, controls, metric, min_pairs,
+               alpha, title)
+    per_drug = evaluation.per_drug
     write_table(outputs["tuning"], tuning_table(_per_model(paths, "model", models)))
     if "view_ablation" in outputs.keys():
         write_table(outputs["view_ablation"], view_ablation_table(fold_tables(paths, "view_ablation", models), min_pairs))

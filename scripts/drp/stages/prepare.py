@@ -7,17 +7,24 @@ from collections.abc import Mapping
 
 from ..dataset import read_cell_lines, read_drugs, read_response, read_view
 from ..io import write_h5ad, write_table
-from ..splits import make_splits, read_splits
+from ..splits import make_splits, read_splits, splits_from_file
 
 log = logging.getLogger(__name__)
 
 
-def split_dataset(response_path, cell_lines_path, output, mode: str, n_folds: int, seed: int) -> None:
+def split_dataset(response_path, cell_lines_path, output, mode: str, n_folds: int, seed: int,
+                  validation_fraction: float | None = 0.2, repeats: int = 1, table=None) -> None:
+    """The split table, generated, or from ``table`` (a user's test folds, ``splits.<mode>.file``)."""
     response = read_response(response_path)
     tissue = read_cell_lines(cell_lines_path)["tissue"]
-    splits = make_splits(response, tissue, mode, n_folds, seed)
-    log.info("%s: %d pairs in %d folds of sizes %s", mode, len(splits), n_folds,
-             splits.groupby("fold").size().tolist())
+    if table is not None:
+        splits = splits_from_file(response, tissue, mode, table, n_folds, seed, validation_fraction, repeats)
+    else:
+        splits = make_splits(response, tissue, mode, n_folds, seed, validation_fraction, repeats)
+    log.info("%s: %d pairs x %d repeats in %d folds of sizes %s; validation %s", mode, len(response), repeats,
+             n_folds * repeats,
+             splits.groupby("fold").size().tolist(),
+             f"{splits['inner'].nunique()} inner folds" if "inner" in splits else "the next outer fold")
     write_table(output, splits)
 
 

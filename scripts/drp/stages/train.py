@@ -17,7 +17,8 @@ from ..dataset import read_drugs, read_meta, read_response, read_view
 from ..models import catalog, resolve
 from ..models.base import CellLineData, TrainingData
 from ..models.selection import fit_best, grid_candidates, permute_within_drug
-from ..splits import TRAIN, VALIDATION, fold_roles, read_splits
+from ..models.selection import refit as refit_model
+from ..splits import TRAIN, VALIDATION, fold_roles, fold_table, read_splits
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 def fold_pairs(paths: Mapping, fold: int) -> pd.DataFrame:
     """Response pairs with their role (train / validation / test) in outer fold ``fold``."""
     response = read_response(paths["response"])
-    splits = read_splits(paths["splits"])
+    splits = fold_table(read_splits(paths["splits"]), fold)
     pairs = response.merge(splits, on=["cell_line", "drug"], how="inner", validate="one_to_one")
     if len(pairs) != len(response):
         raise ValueError(f"{paths['splits']}: assigns {len(pairs)} of the {len(response)} response pairs")
@@ -64,11 +65,13 @@ def perturbation_arrays(path, expression, cell_lines) -> dict:
     return {**arrays, "drug": pairs.obs["drug"].astype(str).tolist()}
 
 
-def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, model_dir, cells=None, pairs=None):
+def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, model_dir, cells=None, pairs=None,
+             refit: bool = True):
     """Fit one model on a fold and save it to ``model_dir``. With a ``grid`` in the spec, every candidate
     is fitted on the training pairs and the one with the lowest mean squared error on the validation pairs
-    is kept, for every model alike: the choice never sees the test fold. A single candidate of a model that
-    does not use a validation fold trains on training and validation pairs. Returns the fitted model.
+    is kept, for every model alike: the choice never sees the test fold. With ``refit`` the chosen candidate
+    is then fitted on all non-test pairs (``selection.refit``); a single candidate of a model that does not
+    use the validation pairs trains on all non-test pairs at once. Returns the fitted model.
     ``cells`` (the fold's ``cell_line_data``, all cell lines) and ``pairs`` (its ``fold_pairs``) may be passed
     in by a caller that needs them too, so they are read once."""
     from threadpoolctl import threadpool_limits
@@ -83,8 +86,9 @@ def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, mod
         validation_pairs = permute_within_drug(validation_pairs, seed + 1)
     model_class = resolve(spec["class"])
     catalog.check_traits(model_class, spec)
+    all_pairs = pd.concat([train_pairs, validation_pairs], ignore_index=True)
     if len(grid_candidates(spec)) == 1 and not model_class.uses_validation:
-        train_pairs, validation_pairs = pd.concat([train_pairs, validation_pairs], ignore_index=True), validation_pairs.iloc[:0]
+        train_pairs, validation_pairs = all_pairs, validation_pairs.iloc[:0]
     training_cells = sorted(set(train_pairs.cell_line) | set(validation_pairs.cell_line))
     training_data = (cells or cell_line_data(paths)).subset(training_cells)
     drugs = read_drugs(paths["drugs"])
@@ -97,24 +101,25 @@ def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, mod
 
     shared: dict = {}  # one cache for all grid candidates: they see the same cells and pairs
 
-    def make_data(index: int) -> TrainingData:
-        return TrainingData(training_data, train_pairs, validation_pairs, drugs,
-                            lower_is_sensitive=meta["lower_is_sensitive"], seed=seed,
-                            checkpoint_dir=Path(model_dir).parent / "checkpoint" / f"candidate{index}",
+    def make_data(index: int, train=train_pairs, validation=validation_pairs, shared=shared) -> TrainingData:
+        return TrainingData(training_data, train, validation, drugs, lower_is_sensitive=meta["lower_is_sensitive"],
+                            seed=seed, checkpoint_dir=Path(model_dir).parent / "checkpoint" / f"candidate{index}",
                             perturbations=perturbations, shared=shared)
 
     with threadpool_limits(threads):
         model = fit_best(spec, make_data, seed)
+        if refit and len(validation_pairs):
+            model = refit_model(model, spec, make_data("_refit", all_pairs, validation_pairs.iloc[:0], {}), seed)
     model.save(model_dir)
     return model
 
 
-def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, outputs: Mapping) -> None:
+def train(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, outputs: Mapping, refit: bool = True) -> None:
     """The training job: ``outputs`` names ``model`` (a folder), ``predictions`` and ``view_ablation``."""
     from .predict import test_inputs, test_predictions, view_ablation
 
     cells, pairs = cell_line_data(paths), fold_pairs(paths, fold)
-    model = fit_fold(paths, fold, spec, seed, threads, outputs["model"], cells=cells, pairs=pairs)
+    model = fit_fold(paths, fold, spec, seed, threads, outputs["model"], cells=cells, pairs=pairs, refit=refit)
     test, test_cells = test_inputs(pairs, cells)
     test_predictions(model, test, test_cells, fold, spec, outputs["predictions"])
     view_ablation(model, test, test_cells, fold, seed, outputs["view_ablation"])

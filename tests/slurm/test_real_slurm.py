@@ -75,6 +75,7 @@ def reduced_config(index_url: str) -> dict:
     # A checkpoint every epoch: the test waits for the first one to know that training has begun, then sends
     # SIGTERM while many epochs are left. No early stopping, so that every run trains the same epochs.
     drvae["params"].update(max_epochs=60, patience=60, checkpoint_every=1)
+    config["splits"]["refit"] = False  # the saved model is the interrupted fit itself, not a refit after it
     return config
 
 

@@ -97,7 +97,7 @@ def main() -> None:
         table = pd.read_csv(cross, sep="\t")
         metric = table.columns[3]
         wide = table.pivot_table(index="model", columns="test", values=metric, sort=False)
-        drugs = table.drop_duplicates("test").set_index("test")["drugs"]
+        drugs = table.groupby("test")["drugs"].max()
         wide.columns = [f"{test} ({drugs[test]} drugs)" for test in wide.columns]
         print(f"#### Cross-study: mean per-drug {metric}, trained on {', '.join(table.train.unique())}\n")
         print(markdown(wide.reset_index()))

@@ -420,21 +420,28 @@ class PairRecorder(DrugResponseModel):
         self.pairs = meta["pairs"]
 
 
-def test_permute_labels_shuffles_train_and_validation_pairs_each_within_drug(workspace, tmp_path):
+def test_permute_labels_shuffles_all_non_test_pairs_together_within_drug(workspace, tmp_path):
+    """One permutation within each drug over training and validation pairs together: permuting the two apart
+    would keep the difference between their groups' responses, which a refit on both would learn."""
     output = tmp_path / "recorder" / "model"
     spec = {"class": f"{__name__}:{PairRecorder.__qualname__}", "permute_labels": True}
     fit_fold(fold_inputs(workspace, 1), 1, spec, SEED, 1, output, refit=False)  # the fit that sees both parts apart
     recorded = PairRecorder.load(output).pairs
     pairs = fold_pairs(fold_inputs(workspace, 1), 1)
-    for part, role in (("train", TRAIN), ("validation", VALIDATION)):
-        real = pairs.loc[pairs.role == role, ["cell_line", "drug", "response"]]
-        seen = pd.DataFrame(recorded[part], columns=["cell_line", "drug", "response"])
-        assert sorted(zip(seen.cell_line, seen.drug)) == sorted(zip(real.cell_line, real.drug))
-        merged = seen.merge(real, on=["cell_line", "drug"], suffixes=("", "_real"), validate="one_to_one")
-        for drug, group in merged.groupby("drug"):  # each drug keeps its responses within the part
-            np.testing.assert_array_equal(np.sort(group.response), np.sort(group.response_real))
-        assert (merged.response != merged.response_real).mean() > 0.8
-        assert not set(seen.cell_line) & set(pairs.loc[pairs.role == TEST, "cell_line"])  # LCO
+    real = pairs.loc[pairs.role != TEST, ["cell_line", "drug", "response", "role"]]
+    seen = pd.concat([pd.DataFrame(recorded[part], columns=["cell_line", "drug", "response"]).assign(part=part)
+                      for part in ("train", "validation")])
+    merged = seen.merge(real, on=["cell_line", "drug"], suffixes=("", "_real"), validate="one_to_one")
+    assert len(merged) == len(real) and (merged.part == merged.role).all()  # the roles are the real ones
+    for drug, group in merged.groupby("drug"):  # each drug keeps its responses over the non-test pairs
+        np.testing.assert_array_equal(np.sort(group.response), np.sort(group.response_real))
+    assert (merged.response != merged.response_real).mean() > 0.8
+    # responses cross between the parts: some validation pair carries a training pair's response
+    crossed = merged[merged.part == "validation"].groupby("drug").apply(
+        lambda g: not set(g.response) <= set(merged.loc[(merged.drug == g.name) & (merged.part == "validation"), "response_real"]),
+        include_groups=False)
+    assert crossed.mean() > 0.5
+    assert not set(seen.cell_line) & set(pairs.loc[pairs.role == TEST, "cell_line"])  # LCO
 
 
 @pytest.mark.parametrize("p", [0.1, 0.2, 0.5])

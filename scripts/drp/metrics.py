@@ -170,7 +170,11 @@ def fold_averaged(pairs: pd.DataFrame, values_of, min_pairs: int, by: str = "dru
     """``values_of(group)`` (a dict with "n" and metrics) within each (``by``, fold) group of at least
     ``min_pairs`` pairs, then each metric's mean over a ``by`` value's folds (NaN folds skipped); n is the
     sum of pairs, folds the number of folds."""
-    table = per_group_and_fold(pairs, values_of, min_pairs, by)
+    return average_over_folds(per_group_and_fold(pairs, values_of, min_pairs, by), by)
+
+
+def average_over_folds(table: pd.DataFrame, by: str) -> pd.DataFrame:
+    """A ``per_group_and_fold`` table averaged over each ``by`` value's folds (see ``fold_averaged``)."""
     if table.empty:
         return pd.DataFrame(columns=[by, "n", "folds"])
     metrics = table.columns.drop([by, "fold", "n"])
@@ -178,18 +182,13 @@ def fold_averaged(pairs: pd.DataFrame, values_of, min_pairs: int, by: str = "dru
             .reset_index())
 
 
-def per_drug_metrics(scored: pd.DataFrame, min_pairs: int) -> pd.DataFrame:
-    return fold_averaged(scored, metric_values, min_pairs).reindex(columns=["drug", "n", "folds", *METRICS])
-
-
-def per_fold_metrics(scored: pd.DataFrame, min_pairs: int) -> pd.DataFrame:
+def per_fold_metrics(by_drug_and_fold: pd.DataFrame, pooled_by_fold: pd.DataFrame) -> pd.DataFrame:
     """Per outer fold: each metric's mean over the drugs tested in that fold (``drugs``), and the pooled
     metrics over all the fold's test pairs (``pooled_<metric>``: drevalpy's per-split values). The unit of
-    the comparisons over folds and repeats (drp.statistics.corrected_resampled_t)."""
-    per_drug = per_group_and_fold(scored, metric_values, min_pairs)
-    means = per_drug.groupby("fold")[list(METRICS)].mean().assign(drugs=per_drug.groupby("fold").size())
-    pooled = per_group_and_fold(scored.assign(all="all"), metric_values, 1, by="all").set_index("fold")
-    means = means.join(pooled[list(METRICS)].add_prefix("pooled_"), how="outer")
+    the comparisons over folds and repeats (drp.statistics.corrected_resampled_t). Built from the
+    ``per_group_and_fold`` tables by drug and pooled that the other summaries use too."""
+    means = by_drug_and_fold.groupby("fold")[list(METRICS)].mean().assign(drugs=by_drug_and_fold.groupby("fold").size())
+    means = means.join(pooled_by_fold.set_index("fold")[list(METRICS)].add_prefix("pooled_"), how="outer")
     return means.reset_index().reindex(columns=["fold", "drugs", *METRICS, *[f"pooled_{m}" for m in METRICS]])
 
 
@@ -231,11 +230,13 @@ def evaluate_models(predictions: dict[str, pd.DataFrame], baseline_name: str, th
     tables: dict[str, list] = {"per_drug": [], "per_cell_line": [], "per_fold": [], "summary": []}
     for name, frame in predictions.items():
         scored = score_pairs(frame, predictions[baseline_name], thresholds, lower_is_sensitive, naive)
-        per_drug = per_drug_metrics(scored, min_pairs)
+        by_drug_and_fold = per_group_and_fold(scored, metric_values, min_pairs)  # each group's metrics once
+        pooled_by_fold = per_group_and_fold(scored.assign(scope="pooled"), metric_values, 1, by="scope")
+        per_drug = average_over_folds(by_drug_and_fold, "drug").reindex(columns=["drug", "n", "folds", *METRICS])
         per_cell = per_cell_line_metrics(scored, min_pairs) if per_cell_line else None
-        pooled = fold_averaged(scored.assign(scope="pooled"), metric_values, min_pairs=1, by="scope").iloc[0]
+        pooled = average_over_folds(pooled_by_fold, "scope").iloc[0]
         tables["per_drug"].append(per_drug.assign(model=name))
-        tables["per_fold"].append(per_fold_metrics(scored, min_pairs).assign(model=name))
+        tables["per_fold"].append(per_fold_metrics(by_drug_and_fold, pooled_by_fold).assign(model=name))
         tables["summary"].append(summarize(per_drug, pooled, per_cell).assign(model=name))
         if per_cell is not None:
             tables["per_cell_line"].append(per_cell.assign(model=name))

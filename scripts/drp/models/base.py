@@ -72,6 +72,20 @@ class TrainingData:
         return pd.concat([self.train, self.validation], ignore_index=True)
 
 
+def per_drug_linear_predictions(pairs: pd.DataFrame, matrix_of, coef: np.ndarray, intercept: np.ndarray,
+                                drugs: list[str], fallback: float) -> pd.DataFrame:
+    """``pairs`` with y_pred of per-drug linear models: row d of ``coef`` and ``intercept[d]`` for ``drugs[d]``,
+    applied to ``matrix_of(cell_index)`` (cells x features, for the pairs' sorted cell lines); a drug without
+    a model gets ``fallback``."""
+    cell_index = pd.Index(sorted(pairs.cell_line.unique()))
+    grid = matrix_of(cell_index) @ coef.T + intercept  # cells x drugs
+    drug_pos = pd.Series(np.arange(len(drugs)), index=drugs).reindex(pairs.drug).to_numpy()
+    known = ~np.isnan(drug_pos)
+    y_pred = np.full(len(pairs), fallback)
+    y_pred[known] = grid[cell_index.get_indexer(pairs.cell_line[known]), drug_pos[known].astype(int)]
+    return pairs.assign(y_pred=y_pred)
+
+
 class DrugResponseModel(ABC):
     """Subclasses set ``fit`` and ``predict`` and describe their fitted state for saving."""
 

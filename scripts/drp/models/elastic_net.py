@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import ElasticNet
 
-from .base import CellLineData, DrugResponseModel, TrainingData
+from .base import CellLineData, DrugResponseModel, TrainingData, per_drug_linear_predictions
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,8 @@ class ElasticNetPerDrug(DrugResponseModel):
                         self.params["tol"])
 
     def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
-        cell_index = pd.Index(sorted(pairs.cell_line.unique()))
-        grid = cells.matrix(self._views(cells), cell_index) @ self.coef.T + self.intercept  # cells x drugs
-        drug_pos = pd.Series(np.arange(len(self.drugs)), index=self.drugs).reindex(pairs.drug).to_numpy()
-        known = ~np.isnan(drug_pos)
-        y_pred = np.full(len(pairs), self.fallback)
-        y_pred[known] = grid[cell_index.get_indexer(pairs.cell_line[known]), drug_pos[known].astype(int)]
-        return pairs.assign(y_pred=y_pred)
+        return per_drug_linear_predictions(pairs, lambda index: cells.matrix(self._views(cells), index), self.coef,
+                                           self.intercept, self.drugs, self.fallback)
 
     def state(self):
         return ({"drugs": self.drugs, "fallback": self.fallback, "n_not_converged": self.n_not_converged},

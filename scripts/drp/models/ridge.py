@@ -25,7 +25,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .base import CellLineData, DrugResponseModel, TrainingData
+from .base import CellLineData, DrugResponseModel, TrainingData, per_drug_linear_predictions
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +122,8 @@ class RidgePerDrug(DrugResponseModel):
         return beta.T, y_mean - x_mean @ beta, alphas[best]
 
     def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
-        cell_index = pd.Index(sorted(pairs.cell_line.unique()))
-        grid = self._matrix(cells, cell_index) @ self.coef.T.astype(np.float64) + self.intercept  # cells x drugs
-        drug_pos = pd.Series(np.arange(len(self.drugs)), index=self.drugs).reindex(pairs.drug).to_numpy()
-        known = ~np.isnan(drug_pos)
-        y_pred = np.full(len(pairs), self.fallback)
-        y_pred[known] = grid[cell_index.get_indexer(pairs.cell_line[known]), drug_pos[known].astype(int)]
-        return pairs.assign(y_pred=y_pred)
+        return per_drug_linear_predictions(pairs, lambda index: self._matrix(cells, index),
+                                           self.coef.astype(np.float64), self.intercept, self.drugs, self.fallback)
 
     def state(self):
         meta = {"drugs": self.drugs, "fallback": self.fallback, "tissues": self.tissues, "tissue_scale": self.tissue_scale}

@@ -4,12 +4,15 @@
 
 Reads results/<ds>/<mode>/metrics/{summary,repeats,tuning,view_ablation}.tsv, statistics/{comparison,
 error_tests_summary}.tsv and results/cross_study/table.tsv; prints nothing it did not read. The metric
-columns are means over folds of the mean over drugs within a fold, ± the sd over repeats when there are several.
+columns are means over folds of the mean over drugs within a fold, ± the sd over repeats when there are several;
+the difference to the strongest baseline has the corrected resampled t-test's 95% CI, then (when comparison.tsv
+has it) the 95% bootstrap CI over cell lines; "n/a" where a model has no finite difference.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -30,6 +33,20 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *rows])
 
 
+def interval(low: float, high: float) -> str:
+    """"(low, high)" with signs, or "n/a" unless both bounds are finite."""
+    return f"({low:+.3f}, {high:+.3f})" if math.isfinite(low) and math.isfinite(high) else "n/a"
+
+
+def difference(mean: float, low: float, high: float) -> str:
+    """"+0.004 (-0.008, +0.017)"; "n/a" without a finite difference (a model with no value in any fold, e.g. a
+    prediction constant within every drug), the mean alone when only the interval is missing."""
+    if not math.isfinite(mean):
+        return "n/a"
+    bounds = interval(low, high)
+    return f"{mean:+.3f}" + ("" if bounds == "n/a" else f" {bounds}")
+
+
 def mode_tables(run_dir: Path, controls: list[str]) -> str:
     summary = pd.read_csv(run_dir / "metrics" / "summary.tsv", sep="\t")
     models = list(dict.fromkeys(summary.model))
@@ -47,9 +64,14 @@ def mode_tables(run_dir: Path, controls: list[str]) -> str:
     comparison = pd.read_csv(run_dir / "statistics" / "comparison.tsv", sep="\t").set_index("model")
     reference = comparison.reference.iloc[0]
     table["difference to " + reference + " (95% CI)"] = [
-        "reference" if m == reference else
-        f"{comparison.loc[m, 'mean_difference']:+.3f} ({comparison.loc[m, 'ci_low']:+.3f}, {comparison.loc[m, 'ci_high']:+.3f})"
+        "reference" if m == reference else difference(comparison.loc[m, "mean_difference"],
+                                                      comparison.loc[m, "ci_low"], comparison.loc[m, "ci_high"])
         for m in models]
+    if {"bootstrap_ci_low", "bootstrap_ci_high"} <= set(comparison.columns):  # runs before the bootstrap lack them
+        table["bootstrap 95% CI (cell lines)"] = [
+            "reference" if m == reference else interval(comparison.loc[m, "bootstrap_ci_low"],
+                                                        comparison.loc[m, "bootstrap_ci_high"])
+            for m in models]
     tests = pd.read_csv(run_dir / "statistics" / "error_tests_summary.tsv", sep="\t").set_index("model")
     table["drugs better / worse"] = [
         "reference" if m == reference else f"{tests.loc[m, 'better']} / {tests.loc[m, 'worse']} of {tests.loc[m, 'drugs_tested']}"

@@ -17,6 +17,12 @@ Definitions (also in the README):
   52:239-281; Bouckaert & Frank 2004) replaces the variance of the mean s^2 / J by (1 / J + n_test / n_train) s^2,
   since the folds' training sets overlap; t = mean(d) / sqrt((1 / J + n_test / n_train) s^2) on J - 1 degrees of
   freedom, and the 95% interval is mean(d) +- t_0.975 * that standard error.
+- Bootstrap over cell lines (Pearson only): the same mean difference of the fold-level mean per-drug Pearson,
+  recomputed on B resamples of the cell lines (drawn with replacement, once per resample, the same counts in
+  every repeat); each drug's Pearson in each fold is the weighted Pearson of its test pairs with the cell
+  lines' counts as weights (the Pearson of the resampled rows, exactly). The 2.5 and 97.5 percentiles of the
+  B differences bound the 95% percentile interval. Drugs and fitted models are held fixed: the interval is
+  the uncertainty from which cell lines were screened, not from the training (the t-test's folds carry that).
 - Critical difference: models are ranked within each drug (rank 1 = best, ties share the average rank)
   and the ranks averaged over drugs. The Friedman test asks whether all average ranks are equal; two
   models differ by the Nemenyi test when their average ranks differ by at least
@@ -27,6 +33,7 @@ Definitions (also in the README):
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -43,8 +50,11 @@ PAIRWISE_COLUMNS = ["model_a", "model_b", "n_drugs", "mean_a", "mean_b", "mean_d
                     "p_value", "p_holm"]
 
 
+BOOTSTRAP_COLUMNS = ["bootstrap_ci_low", "bootstrap_ci_high"]
 COMPARISON_COLUMNS = ["model", "reference", "metric", "folds", "repeats", "model_mean", "reference_mean",
-                      "mean_difference", "sd_difference", "test_train_ratio", "t", "p_value", "ci_low", "ci_high"]
+                      "mean_difference", "sd_difference", "test_train_ratio", "t", "p_value", "ci_low", "ci_high",
+                      *BOOTSTRAP_COLUMNS]
+BOOTSTRAP_METRICS = {"pearson"}  # the metrics cell_line_bootstrap recomputes
 
 
 def corrected_resampled_t(differences, test_train_ratio: float, level: float = 0.95) -> dict:
@@ -63,11 +73,14 @@ def corrected_resampled_t(differences, test_train_ratio: float, level: float = 0
 
 
 def compare_over_folds(per_fold: pd.DataFrame, reference: str, metric: str, fold_repeat: dict[int, int],
-                       test_train_ratio: float) -> pd.DataFrame:
+                       test_train_ratio: float, bootstrap: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every model against ``reference`` on a fold-level metric (``per_fold``: model, fold, metric), paired by
-    fold, with the corrected resampled t-test (COMPARISON_COLUMNS)."""
+    fold, with the corrected resampled t-test (COMPARISON_COLUMNS). ``bootstrap`` (model, BOOTSTRAP_COLUMNS:
+    ``cell_line_bootstrap``) fills the bootstrap interval; without it, or for a model it lacks, that is NaN."""
     wide = per_fold.pivot(index="fold", columns="model", values=metric)
     sign = _sign(metric)  # differences read "higher is better" for every metric
+    intervals = (bootstrap.set_index("model")[BOOTSTRAP_COLUMNS] if bootstrap is not None
+                 else pd.DataFrame(columns=BOOTSTRAP_COLUMNS, dtype=float))
     rows = []
     for model in wide.columns:
         d = sign * (wide[model] - wide[reference])
@@ -75,8 +88,123 @@ def compare_over_folds(per_fold: pd.DataFrame, reference: str, metric: str, fold
                      "repeats": len({fold_repeat[f] for f in d.dropna().index}),
                      "model_mean": wide[model].mean(), "reference_mean": wide[reference].mean(),
                      "mean_difference": d.mean(), "sd_difference": d.std(ddof=1), "test_train_ratio": test_train_ratio,
-                     **corrected_resampled_t(d.to_numpy(), test_train_ratio)})
+                     **corrected_resampled_t(d.to_numpy(), test_train_ratio),
+                     **{c: float(intervals.at[model, c]) if model in intervals.index else np.nan
+                        for c in BOOTSTRAP_COLUMNS}})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+# --- bootstrap over cell lines ----------------------------------------------------------------------
+
+def weighted_pearson(y, p, weights) -> float:
+    """Pearson correlation of ``y`` and ``p`` with frequency weights: with integer weights, the Pearson of the
+    rows repeated that many times (a bootstrap resample). NaN, as ``drp.metrics.pearson``, when the weights sum
+    to less than 3 or either side is constant over the rows of positive weight. The reference implementation
+    of the sums ``cell_line_bootstrap`` computes for every resample at once."""
+    y, p, w = (np.asarray(a, float) for a in (y, p, weights))
+    kept = w > 0
+    y, p, w = y[kept], p[kept], w[kept]
+    if w.sum() < 3 or np.ptp(y) == 0 or np.ptp(p) == 0:
+        return np.nan
+    yc, pc = y - np.average(y, weights=w), p - np.average(p, weights=w)
+    r = np.dot(w * yc, pc) / np.sqrt(np.dot(w * yc, yc) * np.dot(w * pc, pc))
+    return float(np.clip(r, -1.0, 1.0))
+
+
+_MOMENTS = 6  # per drug: the sums of w, w y, w p, w y^2, w p^2 and w y p (y and p centred within the drug)
+_CONSTANT = 1e-10  # a weighted variance below this share of the raw second moment is rounding: a constant side
+
+
+class _FoldSums(NamedTuple):
+    fold: int
+    cells: np.ndarray  # the positions of the fold's test cell lines among the bootstrap's cell lines
+    terms: np.ndarray  # (cell lines, _MOMENTS x drugs): each cell line's terms of every drug's sums at weight 1
+    scored: np.ndarray  # (drugs,): the drug has >= min_pairs pairs in the fold and neither side is constant
+
+
+def _fold_sums(frame: pd.DataFrame, cells: pd.Index, min_pairs: int) -> list[_FoldSums]:
+    """One model's test pairs as, per outer fold, a dense cell lines x (moments x drugs) table: a resample's
+    sums for every drug are then one matrix product of its cell-line counts with the table."""
+    blocks = []
+    for fold, part in frame.groupby("fold", sort=True):
+        if part.duplicated(PAIR).any():
+            raise ValueError(f"fold {fold}: duplicated (cell_line, drug) pairs in the predictions")
+        positions = cells.get_indexer(part["cell_line"])
+        fold_cells, cell = np.unique(positions, return_inverse=True)
+        drug, drugs = pd.factorize(part["drug"])
+        y, p = part["y_true"].to_numpy(float), part["y_pred"].to_numpy(float)
+        n = np.bincount(drug, minlength=len(drugs))
+        by_drug = pd.DataFrame({"drug": drug, "y": y, "p": p}).groupby("drug")
+        span = (by_drug.max() - by_drug.min()).reindex(range(len(drugs)))
+        scored = (n >= max(min_pairs, 3)) & (span["y"].to_numpy() > 0) & (span["p"].to_numpy() > 0)
+        # centring within the drug (Pearson does not change) keeps the one-pass sums free of cancellation
+        yc = y - (np.bincount(drug, y, len(drugs)) / n)[drug]
+        pc = p - (np.bincount(drug, p, len(drugs)) / n)[drug]
+        terms = np.zeros((len(fold_cells), _MOMENTS, len(drugs)))
+        for k, values in enumerate((1.0, yc, pc, yc * yc, pc * pc, yc * pc)):
+            terms[cell, k, drug] = values
+        blocks.append(_FoldSums(int(fold), fold_cells, terms.reshape(len(fold_cells), -1), scored))
+    return blocks
+
+
+def _mean_fold_pearson(block: _FoldSums, counts: np.ndarray) -> np.ndarray:
+    """Per resample (a row of ``counts``, cell lines' multiplicities), the mean over the fold's scored drugs of
+    their weighted Pearson; drugs where it is undefined in a resample are left out of that mean."""
+    sums = (counts[:, block.cells] @ block.terms).reshape(len(counts), _MOMENTS, -1)
+    w, sy, sp, syy, spp, syp = (sums[:, k] for k in range(_MOMENTS))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var_y, var_p, cov = syy - sy * sy / w, spp - sp * sp / w, syp - sy * sp / w
+        defined = block.scored & (w >= 3) & (var_y > _CONSTANT * syy) & (var_p > _CONSTANT * spp)
+        r = np.where(defined, np.clip(cov / np.sqrt(var_y * var_p), -1.0, 1.0), 0.0)
+    drugs = defined.sum(axis=1)
+    return np.where(drugs > 0, r.sum(axis=1) / np.maximum(drugs, 1), np.nan)
+
+
+def pearson_fold_means(frame: pd.DataFrame, cells: pd.Index, counts: np.ndarray, min_pairs: int) -> pd.DataFrame:
+    """Resamples x outer folds: the mean over drugs of the per-drug Pearson in each fold, with the test pairs of
+    cell line ``cells[i]`` counted ``counts[b, i]`` times in resample b. The drugs are those with at least
+    ``min_pairs`` pairs in the fold and a Pearson in the data; with every count 1 it is the per-fold mean
+    per-drug Pearson of ``drp.metrics``."""
+    counts = np.asarray(counts, float)
+    blocks = _fold_sums(frame, cells, min_pairs)
+    return pd.DataFrame({block.fold: _mean_fold_pearson(block, counts) for block in blocks})
+
+
+def cell_line_bootstrap(predictions: dict[str, pd.DataFrame], reference: str, min_pairs: int, samples: int = 1000,
+                        seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Percentile bootstrap interval over cell lines of each model's mean difference to ``reference`` in the
+    fold-level mean per-drug Pearson (the quantity of ``compare_over_folds`` for metric pearson).
+
+    A resample draws as many cell lines as there are, with replacement, from all cell lines tested (multinomial
+    counts, ``numpy.random.default_rng(seed)``); every model is scored on the same resamples (paired). The
+    counts are drawn once per resample and apply in every repeat and fold: the repeats test the same cell
+    lines again, once each, so they are one sample of cell lines and not R independent ones. Resampling each
+    repeat (or fold) on its own would average R independent resamples and narrow the interval by up to
+    sqrt(R) without any new cell line behind it. Within a repeat a cell line's count goes to the fold that
+    tests it, so a fold's size varies between resamples as it would in a new sample of cell lines. A drug's
+    Pearson in a fold is the weighted Pearson with the counts as weights (``weighted_pearson``), kept to the
+    drugs scored in the data (``pearson_fold_means``); the difference is averaged over the folds where both
+    models have a value, as the t-test does. Returns model, BOOTSTRAP_COLUMNS (NaN where a model has no
+    finite difference, e.g. a prediction constant within every drug).
+    """
+    if reference not in predictions:
+        raise ValueError(f"reference {reference!r} is not among the models {sorted(predictions)}")
+    cells = pd.Index(sorted(set().union(*(frame["cell_line"].unique() for frame in predictions.values()))))
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(cells), np.full(len(cells), 1.0 / len(cells)), size=samples).astype(float)
+    reference_means = pearson_fold_means(predictions[reference], cells, counts, min_pairs)
+    tail = 50.0 * (1.0 - level)
+    rows = []
+    for name, frame in predictions.items():
+        means = reference_means if name == reference else pearson_fold_means(frame, cells, counts, min_pairs)
+        differences = (means - reference_means).to_numpy()  # aligned by fold; NaN where either has none
+        folds = np.isfinite(differences).sum(axis=1)
+        with np.errstate(invalid="ignore"):
+            mean = np.where(folds > 0, np.nansum(differences, axis=1) / np.maximum(folds, 1), np.nan)
+        finite = mean[np.isfinite(mean)]
+        low, high = np.percentile(finite, [tail, 100.0 - tail]) if len(finite) else (np.nan, np.nan)
+        rows.append({"model": name, "bootstrap_ci_low": float(low), "bootstrap_ci_high": float(high)})
+    return pd.DataFrame(rows, columns=["model", *BOOTSTRAP_COLUMNS])
 
 
 def repeat_summary(per_fold: pd.DataFrame, fold_repeat: dict[int, int], metrics) -> pd.DataFrame:

@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "data"
 N_FOLDS = 3
 CONTROLS = ["mlp_permuted", "ridge_permuted", "drvae_permuted"]  # label permutation: must score at chance
-MODELS = ["naive_mean_effects", "mean_effects", "ridge", "elastic_net", "gradient_boosting", "mlp", "drvae", "moicvae",
-          *CONTROLS]
-DRUG_BLIND_MODELS = ["naive_mean_effects", "mean_effects", "gradient_boosting", "mlp", "mlp_permuted"]
+MODELS = ["naive_mean_effects", "mean_effects", "ridge", "elastic_net", "random_forest", "gradient_boosting", "mlp", "drvae",
+          "multitask_mlp", "moicvae", *CONTROLS]
+DRUG_BLIND_MODELS = ["naive_mean_effects", "mean_effects", "random_forest", "gradient_boosting", "mlp", "mlp_permuted"]
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -60,7 +60,8 @@ def fixture_config(index_url: str) -> dict:
     config["evaluation"]["min_pairs_per_drug"] = 5
     models = config["models"]
     models["mean_effects"]["grid"] = {"shrinkage": [0.0, 5.0]}
-    models["elastic_net"]["grid"] = {"alpha": [0.1, 0.3]}
+    models["elastic_net"]["params"].update(n_alphas=4)
+    models["random_forest"]["params"].update(n_trees=20, max_leaf_nodes=63, max_features_per_view=64)
     models["gradient_boosting"]["grid"] = {"learning_rate": [0.1, 0.3]}
     models["gradient_boosting"]["params"].update(max_iter=30, max_features_per_view=64)
     for name in ("mlp", "mlp_permuted"):
@@ -71,6 +72,8 @@ def fixture_config(index_url: str) -> dict:
     models["drvae"]["params"].update(latent_dim=16, encoder_hidden=[128], decoder_hidden=[128],
                                      max_epochs=80, patience=15, progress=False)
     models["drvae"]["grid"] = {"supervised_weight": [1.0, 4.0]}
+    models["multitask_mlp"]["params"].update(latent_dim=16, encoder_hidden=[128], max_epochs=80, patience=15,
+                                             progress=False)
     models["moicvae"]["params"].update(latent_dim=16, hidden=[64], drug_hidden=[32], max_epochs=80,
                                       patience=15, progress=False)
     models["moicvae"]["grid"] = {"supervised_weight": [1.0, 4.0]}
@@ -260,6 +263,9 @@ def test_statistics_and_report_figures(pipeline_run):
     assert comparison.loc["naive_mean_effects", "folds"] == 0
     compared = comparison.drop(index="naive_mean_effects")
     assert (compared.ci_low <= compared.mean_difference).all() and (compared.mean_difference <= compared.ci_high).all()
+    bootstrapped = compared.drop(index=reference)  # the bootstrap interval over cell lines, for every model
+    assert (bootstrapped.bootstrap_ci_low < bootstrapped.bootstrap_ci_high).all()
+    assert comparison.loc["mlp_permuted", "bootstrap_ci_high"] < 0
     assert comparison.loc["mlp_permuted", "ci_high"] < 0  # the control is surely worse than the strongest baseline
     for figure in ("critical_difference.png", "per_drug_heatmap.png"):
         assert (run_dir / "report" / figure).stat().st_size > 5_000
@@ -312,7 +318,7 @@ def test_rerun_has_nothing_to_do(pipeline_run):
 def test_model_param_change_reruns_only_that_model(pipeline_run):
     workdir, config, _ = pipeline_run
     changed = copy.deepcopy(config)
-    changed["models"]["elastic_net"]["params"]["l1_ratio"] = 0.9
+    changed["models"]["elastic_net"]["params"]["l1_ratios"] = [0.9]
     changed_path = workdir / "config_changed.yaml"
     changed_path.write_text(yaml.safe_dump(changed))
     result = snakemake(workdir, "--configfile", str(changed_path), "--dry-run", "--quiet", "rules")

@@ -53,7 +53,7 @@ def plugin_config(folder, name: str = "plugin") -> dict:
                           "copy_number": {"n_features": 100, "scale": True}}
     config["models"] = {model: config["models"][model] for model in MODELS}
     config["models"]["elastic_net"]["params"]["views"] = VIEWS
-    config["models"]["elastic_net"]["grid"] = {"alpha": [0.1, 0.3]}
+    config["models"]["elastic_net"]["params"].update(n_alphas=4)
     config["models"]["mean_effects"]["grid"] = {"shrinkage": [0.0, 5.0]}
     config["evaluation"].update(baseline="mean_effects", naive_baseline=None, baselines=["mean_effects"], tuning_budget=2,
                                 view_ablation=False, cross_study={"train": [], "test": []})

@@ -26,7 +26,7 @@ from slurm_fixture import FIXTURE, PROFILE, REPO, fixture_config, load_profile, 
 FAILING_JOB = ("train_gpu", (("dataset", "gdsc2"), ("fold", "1"), ("mode", "LCO"), ("model", "drvae")))
 FAILING_COMMENT = "rule_train_gpu_wildcards_gdsc2_LCO_1_drvae"
 
-GPU_MODELS = {"mlp", "mlp_permuted", "drvae", "drvae_permuted", "moicvae"}  # the neural models of the fixture config
+GPU_MODELS = {"mlp", "mlp_permuted", "drvae", "drvae_permuted", "multitask_mlp", "moicvae"}  # the neural models of the fixture config
 
 FAKE_SBATCH = """\
 #!{python}
@@ -131,7 +131,7 @@ def test_only_the_gpu_models_training_jobs_ask_for_a_gpu(submissions):
             assert option(args, "--cpus-per-gpu") is None and option(args, "--cpus-per-task") is not None, args
     # every training job of the DAG, each submitted on its own; the CPU models' jobs as rule train
     assert len(trained["train_gpu"]) == counts["train_gpu"] > 0 and len(trained["train"]) == counts["train"] > 0
-    assert {dict(w)["model"] for w in trained["train"]} == {"naive_mean_effects", "mean_effects", "ridge", "elastic_net",
+    assert {dict(w)["model"] for w in trained["train"]} == {"naive_mean_effects", "mean_effects", "ridge", "elastic_net", "random_forest",
                                                              "gradient_boosting", "ridge_permuted"}
 
 

@@ -34,7 +34,7 @@ SEED = 3
 VIEWS = ["expression", "cnv"]
 SETTINGS = {"expression": {"n_features": 200, "scale": True, "clip": 6.0}, "cnv": {"n_features": 100, "scale": True}}
 # a model that reads the expression view only
-ELASTIC_NET = {"class": "elastic_net", "params": {"views": ["expression"], "alpha": 0.1, "max_iter": 300}}
+ELASTIC_NET = {"class": "elastic_net", "params": {"views": ["expression"], "n_alphas": 4, "max_iter": 300}}
 NEW_PREFIX = "SYNTHETIC_NEW_"  # target cell lines the source does not have
 TARGET_ONLY_DRUG = "SYNTHETIC_TARGET_ONLY_DRUG"
 

@@ -19,7 +19,7 @@ import torch
 from drp import training
 from drp.metrics import pearson
 from drp.models import TrainingData
-from drp.models.drvae import DrVAE, DrVAEModule, gaussian_nll
+from drp.models.drvae import MultitaskMLP, DrVAE, DrVAEModule, gaussian_nll
 from fixture_fold import FixtureFold
 
 N_FEATURES = 200
@@ -442,3 +442,33 @@ def test_hierarchy_option_trains_and_round_trips(fold, tmp_path):
     cells = fold.test_cell_data()
     np.testing.assert_array_equal(model.predict(fold.test[["cell_line", "drug"]], cells).y_pred,
                                   again.predict(fold.test[["cell_line", "drug"]], cells).y_pred)
+
+
+# --- the ablation without the generative part ---------------------------------------------------------
+
+def test_multitask_mlp_is_the_encoder_and_heads_trained_on_responses_alone(fold, fitted, tmp_path):
+    """multitask_mlp: Dr.VAE's module, but neither decoder term nor KL in the loss (so the decoder never
+    moves from its initial weights), the latent is the encoder mean, and it learns held-out cell lines."""
+    model = MultitaskMLP(**SMALL)
+    torch.manual_seed(0)
+    initial = DrVAEModule(fold.training_data().cells.views["expression"].n_vars, len(fold.train.drug.unique()),
+                          SMALL["latent_dim"], list(SMALL["encoder_hidden"]), list(SMALL["decoder_hidden"]),
+                          SMALL["rank"], 0.0).state_dict()
+    model.fit(fold.training_data(seed=0))
+    assert "reconstruction" not in model.history and "kl" not in model.history
+    trained = state(model)
+    for key in ("decoder_mean.weight", "decoder_logvar.bias"):
+        assert torch.equal(trained[key], initial[key]), key  # no gradient reached the decoder
+    assert not torch.equal(trained["encoder_mean.weight"], initial["encoder_mean.weight"])
+    assert per_drug_pearson(model, fold).mean() > 0.2
+    assert per_drug_pearson(model, fold).mean() != pytest.approx(per_drug_pearson(fitted, fold).mean())
+
+    model.save(tmp_path / "multitask")
+    assert "MultitaskMLP" in json.loads((tmp_path / "multitask" / "model.json").read_text())["class"]
+    pairs = fold.test[["cell_line", "drug"]]
+    pd.testing.assert_frame_equal(MultitaskMLP.load(tmp_path / "multitask").predict(pairs, fold.test_cell_data()),
+                                  model.predict(pairs, fold.test_cell_data()), check_exact=True)
+    with pytest.raises(ValueError, match="non-generative"):
+        MultitaskMLP(**SMALL, generative=True)
+    with pytest.raises(ValueError, match="hierarchy"):
+        DrVAE(**SMALL, generative=False, hierarchy=True)

@@ -181,7 +181,7 @@ def elastic_net_setup():
     response = synthetic_linear_response(cells)
     train_cells = cells.cell_lines[:45]
     train = response[response.cell_line.isin(train_cells)]
-    model = ElasticNetPerDrug(alpha=0.01, max_iter=2000)
+    model = ElasticNetPerDrug(eps=0.001, max_iter=2000)  # no validation pairs: inner cross-validation
     model.fit(_training_data(cells, train, seed=0))
     return cells, response, train_cells, train, model
 
@@ -292,9 +292,50 @@ def test_elastic_net_counts_drugs_that_did_not_converge():
     """Non-convergence is reported, not silenced (SYNTHETIC data, one iteration allowed)."""
     cells = synthetic_cells(30)
     grid, _ = synthetic_additive_response(cells, n_drugs=3)
-    model = ElasticNetPerDrug(alpha=0.001, max_iter=1, tol=1e-12)
+    chosen = {drug: [0.001, 0.5] for drug in grid.drug.unique()}
+    model = ElasticNetPerDrug(max_iter=1, tol=1e-12, chosen=chosen)
     model.fit(_training_data(cells, grid))
     assert model.n_not_converged == 3
-    converged = ElasticNetPerDrug(alpha=0.1, max_iter=5000, tol=1e-4)
+    converged = ElasticNetPerDrug(max_iter=5000, tol=1e-4, chosen={d: [0.1, 0.5] for d in chosen})
     converged.fit(_training_data(cells, grid))
     assert converged.n_not_converged == 0
+
+
+def test_elastic_net_chooses_each_drugs_penalty_on_its_validation_cell_lines_and_refits_it():
+    """Per drug, the (alpha, l1_ratio) of lowest validation error among every path point, checked against
+    scikit-learn fits at each point; the refit fits exactly that ElasticNet on all pairs (SYNTHETIC data: one
+    drug with one strong feature, one with a weak diffuse signal)."""
+    from sklearn.linear_model import ElasticNet
+
+    cells = synthetic_cells(80, n_features=12, seed=5)
+    X = np.asarray(cells.views["expression"].X, dtype=np.float64)
+    rng = np.random.default_rng(6)
+    responses = {"SPARSE": 3.0 * X[:, 0] + rng.normal(scale=0.3, size=80),
+                 "DIFFUSE": X @ rng.normal(scale=0.15, size=12) + rng.normal(scale=1.0, size=80)}
+    pairs = pd.concat([pd.DataFrame({"cell_line": cells.cell_lines, "drug": d, "response": y}) for d, y in responses.items()],
+                      ignore_index=True)
+    is_train = pairs.cell_line.isin(cells.cell_lines[:60])
+    train, validation = pairs[is_train].reset_index(drop=True), pairs[~is_train].reset_index(drop=True)
+    drugs = pd.DataFrame({"drug": ["DIFFUSE", "SPARSE"], "smiles": ""})
+    data = TrainingData(cells, train, validation, drugs, lower_is_sensitive=True)
+    model = ElasticNetPerDrug(l1_ratios=[0.2, 0.9], n_alphas=6, eps=0.01, max_iter=5000, tol=1e-6)
+    model.fit(data)
+    for i, drug in enumerate(model.drugs):
+        rows, held = train[train.drug == drug], validation[validation.drug == drug]
+        X_train, X_held = X[cells.cell_lines.get_indexer(rows.cell_line)], X[cells.cell_lines.get_indexer(held.cell_line)]
+        alpha_max = lambda l1: np.abs((X_train - X_train.mean(0)).T @ (rows.response - rows.response.mean())).max() / (len(rows) * l1)  # noqa: E731
+        errors = {(a, l1): np.mean((ElasticNet(alpha=a, l1_ratio=l1, max_iter=5000, tol=1e-6).fit(X_train, rows.response)
+                                    .predict(X_held) - held.response) ** 2)
+                  for l1 in (0.2, 0.9) for a in np.geomspace(alpha_max(l1), 0.01 * alpha_max(l1), 6)}
+        best_alpha, best_l1 = min(errors, key=errors.get)
+        assert model.l1_ratio[i] == best_l1 and model.alpha[i] == pytest.approx(best_alpha, rel=1e-6), drug
+    sparse = model.drugs.index("SPARSE")
+    assert np.abs(model.coef[sparse, 1:]).max() < 0.2 * abs(model.coef[sparse, 0])
+
+    refit = ElasticNetPerDrug(**model.refit_params())
+    refit.fit(TrainingData(cells, pairs, pairs.iloc[:0], drugs, lower_is_sensitive=True))
+    for i, drug in enumerate(refit.drugs):
+        rows = pairs[pairs.drug == drug]
+        reference = ElasticNet(alpha=model.alpha[i], l1_ratio=model.l1_ratio[i], max_iter=5000, tol=1e-6).fit(
+            X[cells.cell_lines.get_indexer(rows.cell_line)], rows.response)
+        np.testing.assert_allclose(refit.coef[i], reference.coef_, atol=1e-4)

@@ -24,7 +24,7 @@ from drp.drug_features import morgan_fingerprints
 from drp.io import write_h5ad, write_table
 from drp.metrics import pearson
 from drp.models import CellLineData, DrugResponseModel, TrainingData
-from drp.models.boosting import GradientBoosting, flatten_trees, predict_trees
+from drp.models.boosting import GradientBoosting, RandomForest, flatten_trees, predict_trees
 from drp.models.mlp import PairMLP
 from drp.models.pair_features import PairFeatures
 from drp.splits import TEST, TRAIN, VALIDATION, make_splits
@@ -37,6 +37,7 @@ HELD_OUT_DRUG = "Cisplatin"  # the only platinum drug: some of its fingerprint b
 N_FOLDS = 3
 SEED = 5
 BOOSTING = dict(views=["expression"], max_features_per_view=64, max_iter=30, learning_rate=0.1, max_leaf_nodes=15)
+FOREST = dict(views=["expression"], max_features_per_view=64, n_trees=30, max_leaf_nodes=31, min_samples_leaf=10)
 MLP = dict(views=["expression"], max_features_per_view=64, hidden=[32], dropout=0.1, max_epochs=20, patience=1000,
            learning_rate=3e-3, checkpoint_every=1000, device="cpu", progress=False)
 
@@ -66,6 +67,7 @@ def fit(model, data: TrainingData):
 @pytest.fixture(scope="module")
 def fitted(fold):
     return {"boosting": fit(GradientBoosting(**BOOSTING), without_held_out_drug(fold)),
+            "forest": fit(RandomForest(**FOREST), without_held_out_drug(fold)),
             "mlp": fit(PairMLP(**MLP), without_held_out_drug(fold))}
 
 
@@ -218,7 +220,7 @@ def test_grid_candidates_share_binned_pairs_and_fit_as_if_alone(fold):
 
 # --- GradientBoosting and PairMLP -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["boosting", "mlp"])
+@pytest.mark.parametrize("name", ["boosting", "forest", "mlp"])
 def test_predicts_test_pairs_and_a_drug_unseen_in_training(fold, fitted, name):
     pairs = held_out_test_pairs(fold)
     predicted = fitted[name].predict(pairs, fold.test_cell_data())  # the test cell lines' omics only
@@ -231,7 +233,7 @@ def test_predicts_test_pairs_and_a_drug_unseen_in_training(fold, fitted, name):
     assert not np.allclose(unseen.y_pred.to_numpy(), predicted[predicted.drug == "Docetaxel"].y_pred.mean())
 
 
-@pytest.mark.parametrize("name", ["boosting", "mlp"])
+@pytest.mark.parametrize("name", ["boosting", "forest", "mlp"])
 def test_beats_chance_on_held_out_cell_lines(fold, fitted, name):
     """Mean per-drug Pearson on the test cell lines (seen drugs): about 0.4 for both; chance is 0."""
     seen = fold.test[fold.test.drug != HELD_OUT_DRUG]
@@ -240,7 +242,7 @@ def test_beats_chance_on_held_out_cell_lines(fold, fitted, name):
     assert r.mean() > 0.2, r.round(2).to_dict()
 
 
-@pytest.mark.parametrize("name", ["boosting", "mlp"])
+@pytest.mark.parametrize("name", ["boosting", "forest", "mlp"])
 def test_save_load_round_trip_without_pickle(tmp_path, fold, fitted, name):
     model = fitted[name]
     model.save(tmp_path / "model")

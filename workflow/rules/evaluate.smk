@@ -41,6 +41,8 @@ rule evaluate:
         metric=EVALUATION["metric"],
         min_pairs=EVALUATION["min_pairs_per_drug"],
         alpha=EVALUATION["alpha"],
+        bootstrap_samples=EVALUATION["bootstrap_samples"],
+        seed=config["seed"],
     log:
         "logs/{dataset}/{mode}/evaluate.log",
     benchmark:
@@ -49,6 +51,29 @@ rule evaluate:
         "../../envs/evaluate.yaml"
     script:
         "../../scripts/evaluate.py"
+
+
+# Cross-study drug matching (drp.drug_matching): the target's drugs paired with the training data set's by
+# name, structure (InChIKey), normalized name and the recorded synonym table; one table per (training, test)
+# pair of data sets, read by every model's cross-study job.
+DRUG_SYNONYMS = str(Path(workflow.basedir) / "config" / "drug_synonyms.tsv")
+
+
+rule match_cross_study_drugs:
+    input:
+        drugs="results/{dataset}/data/drugs.tsv",
+        target_drugs="results/{target}/data/drugs.tsv",
+        synonyms=DRUG_SYNONYMS,
+    output:
+        matches="results/{dataset}/{mode}/cross_study/{target}/drug_matches.tsv",
+    log:
+        "logs/{dataset}/{mode}/cross_study/match_drugs_{target}.log",
+    benchmark:
+        "benchmarks/{dataset}/{mode}/cross_study/match_drugs_{target}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/match_cross_study_drugs.py"
 
 
 rule evaluate_cross_study:

@@ -39,7 +39,8 @@ for _rule_name, _on_gpu in (("train", False), ("train_gpu", True)):
 
 # Cross-study: the cell-blind models of a training data set predict every test data set's pairs of shared
 # drugs, one job per model (all folds, all targets); each target cell line is predicted by a fold model that
-# never saw it (see drp.stages.cross_study). One rule per training data set, since its targets come from config.
+# never saw it (see drp.stages.cross_study), the target's drugs renamed to the training data set's names by the
+# match table (rule match_cross_study_drugs). One rule per training data set, since its targets come from config.
 for _dataset in {train for train, _ in cross_study_pairs()}:
 
     rule:
@@ -53,6 +54,9 @@ for _dataset in {train for train, _ in cross_study_pairs()}:
                for target in cross_study_targets(_dataset)
                for name, file in {"response": "response.parquet", "cell_lines": "cell_lines.tsv",
                                   **{view: f"{view}.h5ad" for view in dataset_views(_dataset)}}.items()},
+            **{input_names.of_target(target, "drug_matches"):
+               f"results/{_dataset}/{{mode}}/cross_study/{target}/drug_matches.tsv"
+               for target in cross_study_targets(_dataset)},
             drug_features=f"results/{_dataset}/data/drug_fingerprints.h5ad",
             response=f"results/{_dataset}/data/response.parquet",
             splits=f"results/{_dataset}/splits/{{mode}}.tsv",

@@ -72,6 +72,27 @@ class TrainingData:
         return pd.concat([self.train, self.validation], ignore_index=True)
 
 
+class TissueColumns:
+    """The cell line's tissue as one-hot columns next to the omics, for per-drug linear models: the per-drug
+    tissue effect that the mean-effects baseline models and a model on omics alone must otherwise rediscover
+    (on weak omics, such as a few hundred mutation calls, it cannot). Tissues are those of the training cell
+    lines; each column is scaled so that it weighs like an average omics feature (values 0 or ``scale``,
+    scale^2 the features' mean variance). An unseen tissue is all zeros."""
+
+    def __init__(self, tissues: list[str] | None = None, scale: float = 1.0):
+        self.tissues, self.scale = list(tissues or []), scale
+
+    def fit(self, cells: CellLineData, omics: np.ndarray) -> "TissueColumns":
+        self.tissues = sorted(cells.tissue.loc[cells.cell_lines].astype(str).unique())
+        self.scale = float(np.sqrt(np.mean(np.var(omics, axis=0)) or 1.0))
+        return self
+
+    def append(self, omics: np.ndarray, cells: CellLineData, cell_lines) -> np.ndarray:
+        tissue = cells.tissue.reindex(pd.Index(cell_lines)).astype(str).to_numpy()
+        one_hot = (tissue[:, None] == np.asarray(self.tissues, dtype=object)[None, :]).astype(omics.dtype)
+        return np.hstack([omics, one_hot * omics.dtype.type(self.scale)])
+
+
 def per_drug_linear_predictions(pairs: pd.DataFrame, matrix_of, coef: np.ndarray, intercept: np.ndarray,
                                 drugs: list[str], fallback: float) -> pd.DataFrame:
     """``pairs`` with y_pred of per-drug linear models: row d of ``coef`` and ``intercept[d]`` for ``drugs[d]``,

@@ -85,6 +85,17 @@ def predict_trees(trees: dict[str, np.ndarray], baseline: float, X: np.ndarray) 
     return total
 
 
+def tree_params(p: dict, seed: int) -> dict:
+    """LightGBM settings of the trees and the binning, shared by the boosting and the forest."""
+    # num_threads 0: OpenMP's default, which the pipeline limits with threadpoolctl (lightgbm is imported
+    # with this module, before that limit is set: a library loaded inside threadpool_limits escapes it,
+    # and 2 OpenMP threads on a busy 2-core machine are ~10x slower than 1); row-wise histograms
+    # and deterministic=True so a fit does not depend on a timing-based choice
+    return {"objective": "regression", "num_leaves": p["max_leaf_nodes"], "min_data_in_leaf": p["min_samples_leaf"],
+            "max_bin": p["max_bins"], "bin_construct_sample_cnt": p["bin_sample"], "seed": seed,
+            "deterministic": True, "force_row_wise": True, "num_threads": 0, "verbose": -1}
+
+
 class GradientBoosting(DrugResponseModel):
     handles_unseen_drugs = True
     uses_validation = True  # early stopping on the validation cell lines
@@ -104,14 +115,7 @@ class GradientBoosting(DrugResponseModel):
 
     def lightgbm_params(self, seed: int) -> dict:
         p = self.params
-        # num_threads 0: OpenMP's default, which the pipeline limits with threadpoolctl (lightgbm is imported
-        # with this module, before that limit is set: a library loaded inside threadpool_limits escapes it,
-        # and 2 OpenMP threads on a busy 2-core machine are ~10x slower than 1); row-wise histograms
-        # and deterministic=True so a fit does not depend on a timing-based choice
-        return {"objective": "regression", "learning_rate": p["learning_rate"], "num_leaves": p["max_leaf_nodes"],
-                "min_data_in_leaf": p["min_samples_leaf"], "lambda_l2": p["l2_regularization"],
-                "max_bin": p["max_bins"], "bin_construct_sample_cnt": p["bin_sample"], "seed": seed,
-                "deterministic": True, "force_row_wise": True, "num_threads": 0, "verbose": -1}
+        return {**tree_params(p, seed), "learning_rate": p["learning_rate"], "lambda_l2": p["l2_regularization"]}
 
     def _datasets(self, data: TrainingData, params: dict):
         """LightGBM's binned training and validation pairs. They depend on the chosen features and the binning
@@ -167,3 +171,48 @@ class GradientBoosting(DrugResponseModel):
         self.features.load_state(meta, arrays)
         self.baseline, self.n_iterations = meta["baseline"], meta["n_iterations"]
         self.trees = {key: arrays[key] for key in (*_NODE_FIELDS, "roots")}
+
+
+
+class RandomForest(GradientBoosting):
+    """A random forest on the same (cell line omics, drug fingerprint) pairs: LightGBM's ``rf`` mode, i.e.
+    ``n_trees`` deep trees, each on a ``bagging_fraction`` of the pairs (drawn without replacement), each
+    split choosing among a random ``feature_fraction`` of the features, the prediction their average. A fixed
+    number of trees, no early stopping: more trees do not overfit a forest, they only cost time. It shares
+    LightGBM's binned pairs, the saved-tree format and the predictions with the gradient boosting."""
+
+    uses_validation = False  # no early stopping; a grid is still chosen on the validation cell lines
+
+    def __init__(self, views: list[str] | None = None, max_features_per_view: int | None = 256, n_trees: int = 300,
+                 max_leaf_nodes: int = 1023, min_samples_leaf: int = 20, feature_fraction: float = 0.33,
+                 bagging_fraction: float = 0.632, max_bins: int = 31, bin_sample: int = 20000):
+        DrugResponseModel.__init__(self, views=views or ["expression"], max_features_per_view=max_features_per_view,
+                                   n_trees=n_trees, max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
+                                   feature_fraction=feature_fraction, bagging_fraction=bagging_fraction,
+                                   max_bins=max_bins, bin_sample=bin_sample)
+        self.features = PairFeatures(self.params["views"], max_features_per_view)
+        self.trees: dict[str, np.ndarray] = {}
+        self.baseline = 0.0
+        self.n_iterations = 0
+
+    def lightgbm_params(self, seed: int) -> dict:
+        p = self.params
+        return {**tree_params(p, seed), "boosting": "rf", "bagging_fraction": p["bagging_fraction"], "bagging_freq": 1,
+                "feature_fraction_bynode": p["feature_fraction"]}
+
+    def fit(self, data: TrainingData) -> None:
+        self.features.fit(data)
+        train, _ = self._datasets(data, self.lightgbm_params(data.seed))
+        self._booster = lgb.train(self.lightgbm_params(data.seed), train, num_boost_round=self.params["n_trees"])
+        self.n_iterations = int(self._booster.current_iteration())
+        self.trees = flatten_trees(self._booster)
+        self.baseline = 0.0
+
+    def refit_params(self) -> dict:
+        return dict(self.params)
+
+    def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
+        if getattr(self, "_booster", None) is not None:
+            return super().predict(pairs, cells)
+        X = self.features.pair_matrix(cells, pairs)  # a forest's output is the mean of its trees, not their sum
+        return pairs.assign(y_pred=predict_trees(self.trees, 0.0, X) / max(1, self.n_iterations))

@@ -27,8 +27,10 @@ BUILTIN = {
     "elastic_net": ("drp.models.elastic_net:ElasticNetPerDrug", Traits()),
     "ridge": ("drp.models.ridge:RidgePerDrug", Traits()),
     "gradient_boosting": ("drp.models.boosting:GradientBoosting", Traits(handles_unseen_drugs=True)),
+    "random_forest": ("drp.models.boosting:RandomForest", Traits(handles_unseen_drugs=True)),
     "mlp": ("drp.models.mlp:PairMLP", Traits(handles_unseen_drugs=True, gpu=True)),
     "drvae": ("drp.models.drvae:DrVAE", Traits(latent=True, gpu=True)),
+    "multitask_mlp": ("drp.models.drvae:MultitaskMLP", Traits(latent=True, gpu=True)),
     "moicvae": ("drp.models.moicvae:MOICVAE", Traits(latent=True, gpu=True)),
 }
 

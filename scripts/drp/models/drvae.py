@@ -123,6 +123,8 @@ class DrVAESettings(NeuralSettings):
     hierarchy: bool = False  # the M2-style q(z3|z1,y), p(z1|z3,y) of Dr.VAE
     perturbation_weight: float = 0.05  # weight of log p(x2 | z2') as in the original
     input_noise: float = 0.01
+    #: false: the ablation ``multitask_mlp`` (no decoder term, no KL, z1 the encoder mean)
+    generative: bool = True
 
 
 class DrVAE(NeuralResponseModel):
@@ -131,6 +133,8 @@ class DrVAE(NeuralResponseModel):
     def __init__(self, **params):
         super().__init__(**params)
         self.perturbations: dict | None = None  # optional {"x1", "x2": arrays, "drug": names}
+        if not self.settings.generative and self.settings.hierarchy:
+            raise ValueError("drvae: hierarchy: true needs the generative model (generative: true)")
 
     # -- data on the device ------------------------------------------------------------------------
     def _tensors(self, data: CellLineData, pairs: pd.DataFrame, device):
@@ -152,6 +156,13 @@ class DrVAE(NeuralResponseModel):
         x = batch["x"]
         x_noisy = x + s.input_noise * torch.randn_like(x) if s.input_noise else x
         mean, logvar = module.encode(x_noisy)
+        if not s.generative:  # the same encoder and heads trained on the responses alone
+            grid_out = module.heads(mean, module.perturbation(mean))
+            regression, classification = self._supervised(grid_out, batch)
+            n_pairs = max(1, batch["m"].sum().item())
+            loss = s.supervised_weight * (regression + s.classifier_weight * classification) / len(x)
+            return loss, {"loss": loss.item(), "regression": regression.item() / n_pairs,
+                          "classification": classification.item() / n_pairs}
         z1 = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
         reconstruction = gaussian_nll(x, *module.decode(z1)).sum()
         grid_out = module.heads(z1, module.perturbation(z1))
@@ -228,6 +239,8 @@ class DrVAE(NeuralResponseModel):
         train = self._tensors(data.cells, data.train, device)
         validation = self._tensors(data.cells, data.validation if len(data.validation) else data.train, device)
         if data.perturbations is not None:
+            if not s.generative:
+                raise ValueError("perturbation pairs need the generative model (generative: true), not multitask_mlp")
             self.perturbations = self._perturbation_tensors(data.perturbations, device)
 
         def loss_fn(index):
@@ -273,3 +286,14 @@ class DrVAE(NeuralResponseModel):
         self.module.load_state_dict({k.removeprefix("module."): torch.from_numpy(v)
                                      for k, v in arrays.items() if k.startswith("module.")})
         self.module.eval()
+
+
+class MultitaskMLP(DrVAE):
+    """The ablation of the Dr.VAE-style model that says what its generative part adds: the same encoder,
+    latent size and per-drug heads, trained on the response terms alone (no decoder term, no KL, the latent
+    is the encoder's mean, not a sample). Everything else (input noise, early stopping, refit) is the same."""
+
+    def __init__(self, **params):
+        if params.get("generative", False):
+            raise ValueError("multitask_mlp is the non-generative ablation: generative must be false")
+        super().__init__(**{**params, "generative": False})

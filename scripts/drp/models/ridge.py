@@ -12,10 +12,8 @@ grid is scored exactly for the cost of one decomposition. Penalties are relative
 the mean squared norm of a centred cell line, so one ``alphas`` grid suits any number of features.
 
 The choice uses the model's own training cell lines only, so the pipeline hands the ridge training and
-validation pairs together (``uses_validation`` is false). With ``tissue: true`` the cell line's tissue
-(one-hot over training tissues, each column scaled to the features' mean variance) is a feature like any
-other: the per-drug tissue effect that the mean-effects baseline models, which a ridge on omics alone
-must otherwise rediscover. A drug unseen in training (drug-blind splits) gets the training mean.
+validation pairs together (``uses_validation`` is false). With ``tissue: true`` the cell line's tissue is
+a feature like any other (``TissueColumns``). A drug unseen in training (drug-blind splits) gets the training mean.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .base import CellLineData, DrugResponseModel, TrainingData, per_drug_linear_predictions
+from .base import CellLineData, DrugResponseModel, TissueColumns, TrainingData, per_drug_linear_predictions
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +41,7 @@ class RidgePerDrug(DrugResponseModel):
         self.coef = np.zeros((0, 0))
         self.intercept = np.zeros(0)
         self.chosen_alpha = np.zeros(0)
-        self.tissues: list[str] = []
-        self.tissue_scale = 1.0
+        self.tissue = TissueColumns()
         self.fallback = 0.0
 
     def _views(self, cells: CellLineData) -> list[str]:
@@ -52,20 +49,13 @@ class RidgePerDrug(DrugResponseModel):
 
     def _matrix(self, cells: CellLineData, cell_lines) -> np.ndarray:
         X = cells.matrix(self._views(cells), cell_lines).astype(np.float64)
-        if not self.params["tissue"]:
-            return X
-        tissue = cells.tissue.reindex(pd.Index(cell_lines)).astype(str).to_numpy()
-        one_hot = (tissue[:, None] == np.asarray(self.tissues, dtype=object)[None, :]).astype(np.float64)
-        return np.hstack([X, one_hot * self.tissue_scale])
+        return self.tissue.append(X, cells, cell_lines) if self.params["tissue"] else X
 
     def fit(self, data: TrainingData) -> None:
         pairs = data.train
         cells = data.cells.cell_lines
         if self.params["tissue"]:
-            self.tissues = sorted(data.cells.tissue.loc[cells].astype(str).unique())
-            omics = data.cells.matrix(self._views(data.cells), cells)
-            # a tissue column weighs like an average feature: its values 0 / scale, scale^2 ~ mean feature variance
-            self.tissue_scale = float(np.sqrt(np.mean(np.var(omics, axis=0)) or 1.0))
+            self.tissue.fit(data.cells, data.cells.matrix(self._views(data.cells), cells))
         X = self._matrix(data.cells, cells)
         row = pd.Series(np.arange(len(cells)), index=cells)
         kernel = X @ X.T
@@ -126,10 +116,11 @@ class RidgePerDrug(DrugResponseModel):
                                            self.coef.astype(np.float64), self.intercept, self.drugs, self.fallback)
 
     def state(self):
-        meta = {"drugs": self.drugs, "fallback": self.fallback, "tissues": self.tissues, "tissue_scale": self.tissue_scale}
+        meta = {"drugs": self.drugs, "fallback": self.fallback, "tissues": self.tissue.tissues,
+                "tissue_scale": self.tissue.scale}
         return meta, {"coef": self.coef, "intercept": self.intercept, "chosen_alpha": self.chosen_alpha}
 
     def load_state(self, meta, arrays):
         self.drugs, self.fallback = meta["drugs"], meta["fallback"]
-        self.tissues, self.tissue_scale = meta["tissues"], meta["tissue_scale"]
+        self.tissue = TissueColumns(meta["tissues"], meta["tissue_scale"])
         self.coef, self.intercept, self.chosen_alpha = arrays["coef"], arrays["intercept"], arrays["chosen_alpha"]

@@ -5,6 +5,12 @@ that never saw it: a cell line that the source also has goes to the fold whose t
 the source lacks is dealt to the folds round-robin (sorted ids, so the choice is reproducible). The
 target's omics are transformed with the feature selection and scaling fitted on that fold's training
 cell lines of the source: nothing is fitted on the target.
+
+The drugs of the two data sets are paired by ``drp.drug_matching`` (same name, same structure by InChIKey,
+normalized name, recorded synonym), once per (source, target), into a match table
+(``match_cross_study_drugs``); the target's pairs of matched drugs are renamed to the source's drug names
+before prediction, so that the models, the per-drug evaluation and the source's sensitivity thresholds all
+see the source's names.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .. import input_names
-from ..dataset import read_cell_lines, read_meta, read_response, read_view
+from ..dataset import read_cell_lines, read_drugs, read_meta, read_response, read_view
 from ..io import write_table
 from ..splits import fold_table, read_splits
 
@@ -36,21 +42,57 @@ def assign_target_cell_lines(target_cells, source_splits: pd.DataFrame) -> pd.Se
     return folds.astype(int).rename("fold")
 
 
+def rename_target_drugs(target_response: pd.DataFrame, drug_names: Mapping[str, str] | None) -> pd.DataFrame:
+    """The target's pairs of matched drugs, renamed to the source's names (``drug_names``: target drug ->
+    source drug, from the match table); without ``drug_names``, the pairs as they are (drugs matched by exact
+    name only, as callers outside the workflow get)."""
+    if drug_names is None:
+        return target_response
+    names = pd.Series(drug_names, dtype=object)
+    if names.duplicated().any():
+        raise ValueError("cross-study: two target drugs renamed to one source drug: "
+                         f"{sorted(set(names[names.duplicated()]))[:3]}")
+    renamed = target_response[target_response.drug.isin(names.index)]
+    return renamed.assign(drug=renamed.drug.map(names).astype(str)).reset_index(drop=True)
+
+
 def target_pairs(target_response: pd.DataFrame, source_response: pd.DataFrame, source_splits: pd.DataFrame,
-                 fold: int) -> pd.DataFrame:
+                 fold: int, drug_names: Mapping[str, str] | None = None) -> pd.DataFrame:
     """The target's pairs of drugs the source also screened, for the cell lines assigned to ``fold`` (each
-    repeat of the source's folds predicts every target cell line once)."""
+    repeat of the source's folds predicts every target cell line once). ``drug_names`` (target drug -> source
+    drug, ``drug_matching.matched_names``) renames the target's drugs first; without it drugs match by name."""
+    target_response = rename_target_drugs(target_response, drug_names)
     shared = target_response[target_response.drug.isin(set(source_response.drug))]
     folds = assign_target_cell_lines(shared.cell_line, fold_table(source_splits, fold))
     pairs = shared[shared.cell_line.map(folds) == fold].reset_index(drop=True)
     return pairs.assign(in_source=pairs.cell_line.isin(set(source_response.cell_line)))
 
 
+def match_cross_study_drugs(paths: Mapping, outputs: Mapping) -> None:
+    """The match table of the source's and one target's drugs (``drug_matching.match_drugs``). Inputs:
+    ``drugs`` (the source's drugs.tsv), ``target_drugs``, ``synonyms`` (the synonym table); output ``matches``."""
+    from ..drug_matching import METHODS, match_drugs, read_synonyms, summarize
+
+    source, target = read_drugs(paths["drugs"]), read_drugs(paths["target_drugs"])
+    table = match_drugs(source, target, read_synonyms(paths["synonyms"]))
+    counts = summarize(table)
+    same_name = len(set(source.drug) & set(target.drug))
+    log.info("%d of %d target drugs matched to %d source drugs (%d by exact name alone): %s; %d non-matches listed "
+             "for review", counts["total"], len(target), len(source), same_name,
+             ", ".join(f"{method} {counts[method]}" for method in METHODS),
+             counts["not_matched_listed"])
+    for row in table[table.note != ""].itertuples():
+        log.warning("%s / %s (%s): %s", row.source_drug, row.target_drug, row.method or "not matched", row.note)
+    write_table(outputs["matches"], table)
+
+
 def predict_cross_study(paths: Mapping, folds: list[int], spec: dict, outputs: Mapping) -> None:
     """Predict each target data set's pairs of shared drugs (``outputs``: target -> path), each cell line by
     the source fold model assigned to it, with the target's omics transformed by that fold's fitted statistics.
     Inputs: ``fold<k>__model``, ``fold<k>__features_<view>``, the source's response and splits, and per target
-    ``target__<target>__{response, cell_lines, <view>}``."""
+    ``target__<target>__{response, cell_lines, <view>}`` and optionally ``target__<target>__drug_matches`` (the
+    match table; the target's drugs are renamed by it, and without it drugs match by exact name)."""
+    from ..drug_matching import matched_names, read_matches
     from ..features import apply_fitted_view
     from ..models import resolve
     from ..models.base import CellLineData
@@ -61,8 +103,10 @@ def predict_cross_study(paths: Mapping, folds: list[int], spec: dict, outputs: M
     files = input_names.target_inputs(paths)
     targets = {target: {"response": read_response(files[target]["response"]),  # read once, used by every fold
                         "tissue": read_cell_lines(files[target]["cell_lines"])["tissue"],
+                        "drug_names": (matched_names(read_matches(files[target]["drug_matches"]))
+                                       if "drug_matches" in files[target] else None),
                         "views": {name: read_view(path) for name, path in files[target].items()
-                                  if name not in ("response", "cell_lines")}}
+                                  if name not in ("response", "cell_lines", "drug_matches")}}
                for target in outputs}
     frames = {target: [] for target in outputs}
     for fold in folds:
@@ -70,7 +114,8 @@ def predict_cross_study(paths: Mapping, folds: list[int], spec: dict, outputs: M
         fitted = cell_line_data(fold_inputs)
         model = resolve(spec["class"]).load(fold_inputs["model"])
         for target, output in outputs.items():
-            pairs = target_pairs(targets[target]["response"], source_response, splits, fold)
+            pairs = target_pairs(targets[target]["response"], source_response, splits, fold,
+                                 targets[target]["drug_names"])
             target_tissue = targets[target]["tissue"]
             cell_index = pd.Index(sorted(pairs.cell_line.unique()))
             views = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -60,10 +61,13 @@ def metrics(predictions: dict[str, pd.DataFrame], paths: Mapping, meta: dict, ou
 
 
 def statistics(evaluation, predictions: dict[str, pd.DataFrame], splits: pd.DataFrame, outputs: Mapping,
-               baselines: list[str], controls: list[str], metric: str, min_pairs: int, alpha: float, title: str) -> None:
+               baselines: list[str], controls: list[str], metric: str, min_pairs: int, alpha: float, title: str,
+               bootstrap_samples: int = 1000, seed: int = 0) -> None:
     """The comparison of every model with the strongest baseline over folds and repeats (corrected resampled
-    t-test), the mean and sd over repeats, paired per-drug tests against that baseline, pairwise tests across
-    drugs, the critical-difference ranking and the per-drug heatmap (controls are tested, never ranked)."""
+    t-test, and for Pearson a bootstrap over cell lines of ``bootstrap_samples`` resamples seeded by ``seed``;
+    0 resamples: none), the mean and sd over repeats, paired per-drug tests against that baseline, pairwise
+    tests across drugs, the critical-difference ranking and the per-drug heatmap (controls are tested, never
+    ranked)."""
     from .. import statistics as stats
     from ..metrics import METRICS
     from ..plots import critical_difference_diagram, per_drug_heatmap, placeholder_figure, table_html
@@ -78,12 +82,18 @@ def statistics(evaluation, predictions: dict[str, pd.DataFrame], splits: pd.Data
     fold_repeat = {fold: repeat for repeat, folds in repeats.items() for fold in folds}
     test_share = splits.groupby("fold").size() / (len(splits) / len(repeats))
     ratio = float((test_share / (1 - test_share)).mean())  # n_test / n_train of an outer fold, in pairs
-    comparison = stats.compare_over_folds(evaluation.per_fold, reference, metric, fold_repeat, ratio)
+    bootstrap = None
+    if metric in stats.BOOTSTRAP_METRICS and bootstrap_samples:
+        clock = time.perf_counter()
+        bootstrap = stats.cell_line_bootstrap(predictions, reference, min_pairs, bootstrap_samples, seed, level=0.95)
+        log.info("bootstrap over cell lines: %d resamples in %.1f s", bootstrap_samples, time.perf_counter() - clock)
+    comparison = stats.compare_over_folds(evaluation.per_fold, reference, metric, fold_repeat, ratio, bootstrap)
     write_table(outputs["comparison"], comparison)
     metrics = [*METRICS, *[f"pooled_{m}" for m in METRICS]]
     write_table(outputs["repeats"], stats.repeat_summary(evaluation.per_fold, fold_repeat, metrics))
     log.info("against %s, %s over %d folds:\n%s", reference, metric, comparison.folds.max(),
-             comparison[["model", "mean_difference", "ci_low", "ci_high", "p_value"]].round(4).to_string())
+             comparison[["model", "mean_difference", "ci_low", "ci_high", "p_value", *stats.BOOTSTRAP_COLUMNS]]
+             .round(4).to_string())
     tests = stats.per_drug_error_tests(predictions, reference, min_pairs, alpha)
     summary = stats.summarize_error_tests(tests, alpha)
     ranked = [m for m in predictions if m not in controls]
@@ -95,7 +105,9 @@ def statistics(evaluation, predictions: dict[str, pd.DataFrame], splits: pd.Data
                f"against the best baseline ({reference}), Benjamini-Hochberg q < {alpha}")
     if len(ranked) >= 3:
         result = stats.critical_difference(per_drug, metric, ranked, alpha)
-        critical_difference_diagram(result, outputs["critical_difference"], f"{title}: mean rank by per-drug {metric}")
+        critical_difference_diagram(result, outputs["critical_difference"],
+                                    f"{title}: mean rank by per-drug {metric}\n"
+                                    "description only: the drugs are not independent samples")
     else:
         placeholder_figure(outputs["critical_difference"], "a critical-difference ranking needs at least 3 models")
     per_drug_heatmap(per_drug, metric, outputs["heatmap"], f"{title}: per-drug {metric}")
@@ -149,13 +161,15 @@ def plot_metrics(per_drug: pd.DataFrame, predictions: dict[str, pd.DataFrame], m
 
 
 def evaluate(paths: Mapping, outputs: Mapping, models: list[str], baseline: str, naive_baseline: str | None,
-             baselines: list[str], controls: list[str], metric: str, min_pairs: int, alpha: float, title: str) -> None:
-    """The evaluation job of one split mode; writes view_ablation only when that output is named."""
+             baselines: list[str], controls: list[str], metric: str, min_pairs: int, alpha: float, title: str,
+             bootstrap_samples: int = 1000, seed: int = 0) -> None:
+    """The evaluation job of one split mode; writes view_ablation only when that output is named.
+    ``bootstrap_samples`` and ``seed``: the bootstrap over cell lines of the comparison (``statistics``)."""
     meta = read_meta(paths["meta"])
     predictions = fold_tables(paths, "predictions", models)
     evaluation = metrics(predictions, paths, meta, outputs, baseline, naive_baseline, min_pairs, title)
     statistics(evaluation, predictions, read_splits(paths["splits"]), outputs, baselines, controls, metric, min_pairs,
-               alpha, title)
+               alpha, title, bootstrap_samples, seed)
     per_drug = evaluation.per_drug
     write_table(outputs["tuning"], tuning_table(_per_model(paths, "model", models)))
     if "view_ablation" in outputs.keys():

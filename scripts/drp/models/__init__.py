@@ -35,7 +35,12 @@ def resolve(class_name: str) -> type:
 
 
 def create(spec: dict):
-    """Instantiate from a config entry ``{class: ..., params: {...}}``."""
+    """Instantiate from a config entry ``{class: ..., params: {...}}``; with ``over_mean_effects: true``, the
+    model fitted on the residual over the mean-effects baseline (``drp.models.offset``)."""
+    if spec.get("over_mean_effects"):
+        from .offset import OverMeanEffects
+
+        return OverMeanEffects(model={"class": spec["class"], "params": spec.get("params", {})})
     cls = resolve(spec["class"])
     try:
         return cls(**spec.get("params", {}))

@@ -158,9 +158,16 @@ class DrugResponseModel(ABC):
 
     @classmethod
     def load(cls, directory: str | Path) -> "DrugResponseModel":
+        """The saved model, as the class it was saved as: ``cls`` or a subclass, or a model wrapped in the
+        mean-effects offset (``drp.models.offset``)."""
+        from . import resolve
+
         directory = Path(directory)
         saved = json.loads((directory / "model.json").read_text())
-        model = cls(**saved["params"])
+        saved_class = resolve(saved["class"])
+        if not (issubclass(saved_class, cls) or getattr(saved_class, "wraps_models", False)):
+            raise ValueError(f"{directory}: holds a {saved['class']} model, not a {cls.__name__}")
+        model = saved_class(**saved["params"])
         with np.load(directory / "arrays.npz", allow_pickle=False) as arrays:
             model.load_state(saved["state"], {key: arrays[key] for key in arrays.files})
         return model

@@ -46,7 +46,7 @@ def fit_best(spec: dict, make_data, seed: int):
     best, best_index, best_score, selection = None, 0, float("inf"), []
     for index, params in enumerate(grid_candidates(spec)):
         data = make_data(index)
-        model = create({"class": spec["class"], "params": params})
+        model = create({**spec, "params": params})
         np.random.seed(seed)
         started = time.perf_counter()
         model.fit(data)
@@ -68,17 +68,16 @@ def refit(best, spec: dict, data, seed: int):
     epochs or trees it stopped at. Its ``selection`` table gains a row ``refit`` with the fitting time."""
     import pandas as pd
 
-    from . import create
-
     params = best.refit_params()
-    model = create({"class": spec["class"], "params": params})
+    model = type(best)(**params)
     np.random.seed(seed)
     started = time.perf_counter()
     model.fit(data)
     seconds = time.perf_counter() - started
     log.info("refit %s on %d pairs of %d cell lines in %.1f s (%s)", spec["class"], len(data.train),
              len(data.cells.cell_lines), seconds, {k: v for k, v in params.items() if best.params.get(k) != v})
-    row = {**{k: params[k] for k in spec.get("grid") or {}}, "validation_mse": np.nan, "seconds": round(seconds, 1),
+    chosen = best.selection[best.selection.chosen].iloc[0]
+    row = {**{k: chosen[k] for k in spec.get("grid") or {}}, "validation_mse": np.nan, "seconds": round(seconds, 1),
            "chosen": False, "refit": True}
     model.selection = pd.concat([best.selection.assign(refit=False), pd.DataFrame([row])], ignore_index=True)
     return model

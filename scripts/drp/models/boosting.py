@@ -173,7 +173,6 @@ class GradientBoosting(DrugResponseModel):
         self.trees = {key: arrays[key] for key in (*_NODE_FIELDS, "roots")}
 
 
-
 class RandomForest(GradientBoosting):
     """A random forest on the same (cell line omics, drug fingerprint) pairs: LightGBM's ``rf`` mode, i.e.
     ``n_trees`` deep trees, each on a ``bagging_fraction`` of the pairs (drawn without replacement), each

@@ -75,7 +75,8 @@ def refit(best, spec: dict, data, seed: int):
     model.fit(data)
     seconds = time.perf_counter() - started
     log.info("refit %s on %d pairs of %d cell lines in %.1f s (%s)", spec["class"], len(data.train),
-             len(data.cells.cell_lines), seconds, {k: v for k, v in params.items() if best.params.get(k) != v})
+             len(data.cells.cell_lines), seconds,
+             {k: f"{len(v)} entries" if isinstance(v, dict) else v for k, v in params.items() if best.params.get(k) != v})
     chosen = best.selection[best.selection.chosen].iloc[0]
     row = {**{k: chosen[k] for k in spec.get("grid") or {}}, "validation_mse": np.nan, "seconds": round(seconds, 1),
            "chosen": False, "refit": True}

@@ -64,6 +64,29 @@ def _evaluation_problems(config: dict) -> list[str]:
     return problems
 
 
+def _model_view_problems(config: dict) -> list[str]:
+    """Every view a run model names (``params.views``, or in its grid) is a view of every data set it trains
+    on or, in a cross-study, predicts: otherwise training fails with a bare KeyError after the build, the
+    splits and the features have run."""
+    from .models.selection import grid_candidates
+
+    cross_study = config["evaluation"].get("cross_study") or {}
+    datasets = dict.fromkeys([*config["run"]["datasets"], *cross_study.get("test", [])])
+    problems = []
+    for name in config["run"]["models"]:
+        spec = config["models"].get(name)
+        if spec is None:
+            continue
+        named = {view for params in grid_candidates(spec) for view in (params.get("views") or [])}
+        for dataset in datasets:
+            available = (config["datasets"].get(dataset) or {}).get("views")
+            missing = sorted(named - set(available or []))
+            if available is not None and missing:
+                problems.append(f"models.{name}.params.views: {missing} not among the views of data set {dataset!r} "
+                                f"({available})")
+    return problems
+
+
 def _omics_source_problems(name: str, dataset: dict, sources: dict) -> list[str]:
     """A data set's omics_source must be a defined depmap source (the only omics-only source type), and a
     depmap source cannot be a data set's source, since it has no responses."""
@@ -118,6 +141,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
             problems.append(f"datasets.{name}.source: {dataset['source']!r} is not defined under sources")
         problems += _omics_source_problems(name, dataset, config["sources"])
     problems += _evaluation_problems(config)
+    problems += _model_view_problems(config)
     baseline = config["evaluation"]["baseline"]
     if baseline not in config["run"]["models"]:
         problems.append(f"evaluation.baseline: {baseline!r} must be one of run.models, since every model is "

@@ -77,7 +77,8 @@ def splits_from_file(response: pd.DataFrame, tissue: pd.Series, mode: str, path,
     keys = GROUP_COLUMNS[mode]
     sep = "," if str(path).endswith(".csv") else "\t"
     try:
-        table = pd.read_csv(path, sep=sep, dtype={k: str for k in keys})
+        # ids as text, never NA: a drug named "NA" is an id (the fold columns are checked as numbers below)
+        table = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as error:
         raise ValueError(f"{path}: cannot read the split table ({error})") from error
     missing = [c for c in [*keys, "fold"] if c not in table]
@@ -92,8 +93,9 @@ def splits_from_file(response: pd.DataFrame, tissue: pd.Series, mode: str, path,
             bad = table.loc[values.isna() | (values % 1 != 0) | (values < 0), column].iloc[0]
             raise ValueError(f"{path}: column {column!r} must hold whole numbers from 0, found {bad!r}")
         table[column] = values.astype(int)
-    if table[keys].isna().any().any():
-        raise ValueError(f"{path}: empty {'/'.join(keys)} in row {int(table[keys].isna().any(axis=1).idxmax()) + 2}")
+    empty = table[keys].apply(lambda column: column.str.strip() == "").any(axis=1)
+    if empty.any():
+        raise ValueError(f"{path}: empty {'/'.join(keys)} in row {int(empty.idxmax()) + 2}")
     if sorted(table["repeat"].unique()) != list(range(repeats)):
         raise ValueError(f"{path}: repeats {sorted(table['repeat'].unique())}, but splits.repeats is {repeats} "
                          f"(expected repeats 0 .. {repeats - 1})")
@@ -156,6 +158,11 @@ def _make_repeat(response: pd.DataFrame, tissue: pd.Series, mode: str, n_folds: 
     pairs["group"] = {"LCO": pairs.cell_line, "LTO": pairs.cell_line.map(tissue).fillna("unknown"),
                       "LDO": pairs.drug, "LPO": pairs.index.astype(str)}[mode].astype(str).to_numpy()
     pairs["fold"] = _assign(pairs, tissue, mode, n_folds, rng)
+    empty = sorted(set(range(n_folds)) - set(pairs["fold"]))
+    if empty:  # every mode: a fold without test groups would leave a model nothing to test on
+        unit = {"LCO": "cell lines", "LTO": "tissues", "LDO": "drugs", "LPO": "pairs"}[mode]
+        raise ValueError(f"{mode} needs at least as many {unit} as folds: {pairs['group'].nunique()} {unit} for "
+                         f"{n_folds} folds (splits.n_folds) leave fold(s) {empty} empty; use fewer folds")
     if validation_fraction is not None:
         n_inner = max(2, round(1 / validation_fraction))
         inner_seed = [seed, n_inner] if isinstance(seed, int) else [*seed, n_inner]
@@ -211,8 +218,11 @@ def _assign(pairs: pd.DataFrame, tissue: pd.Series, mode: str, n_folds: int, rng
 
 
 def read_splits(path) -> pd.DataFrame:
-    """A split table with its ids as strings (ids such as COSMIC numbers must not turn into integers)."""
-    return pd.read_csv(path, sep="\t", dtype={"cell_line": str, "drug": str, "group": str})
+    """A split table with its ids as text, exactly as written: ids such as COSMIC numbers must not turn into
+    integers, nor ids such as ``NA``, ``None`` or ``nan`` into missing values (``keep_default_na=False``;
+    the other columns, ``fold``, ``inner`` and ``repeat``, are whole numbers on every row)."""
+    return pd.read_csv(path, sep="\t", dtype={"cell_line": str, "drug": str, "tissue": str, "group": str},
+                       keep_default_na=False)
 
 
 def validation_fold(test_fold: int, n_folds: int) -> int:
@@ -224,11 +234,18 @@ def fold_roles(splits: pd.DataFrame, test_fold: int) -> pd.Series:
     ``test_fold``."""
     if "repeat" in splits and splits["repeat"].nunique() > 1:
         raise ValueError("fold_roles needs the rows of one repeat (splits.fold_table)")
+    # the outer fold count is read off the table; a table that skips a fold would shift every validation
+    # fold, so it is refused (make_splits and splits_from_file refuse empty folds up front)
+    folds = np.sort(splits["fold"].unique())
+    if len(folds) == 0 or not np.array_equal(folds, np.arange(folds[0], folds[0] + len(folds))):
+        raise ValueError(f"split table: the folds of a repeat must run without gaps, found {folds.tolist()}")
     if "inner" in splits:
+        # inner folds may go unused when there are fewer groups than inner folds (4 tissues for 5); the count
+        # read here is the one make_splits checked every outer fold's roles with, so all readers agree
         n_inner = int(splits["inner"].max()) + 1
         validation = splits["inner"] == test_fold % n_inner
     else:
-        first, n_folds = int(splits["fold"].min()), int(splits["fold"].nunique())
+        first, n_folds = int(folds[0]), len(folds)
         validation = splits["fold"] == first + validation_fold(test_fold - first, n_folds)
     roles = np.where(splits["fold"] == test_fold, TEST, np.where(validation, VALIDATION, TRAIN))
     return pd.Series(roles, index=splits.index, name="role")

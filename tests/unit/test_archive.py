@@ -191,3 +191,42 @@ def test_unsupported_archive_type(tmp_path):
     (tmp_path / "data.rar").write_bytes(b"Rar!")
     with pytest.raises(ArchiveError, match="data.rar: not a supported archive"):
         safe_extract(tmp_path / "data.rar", tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", ["bomb.zip", "bomb.tar.gz"])
+def test_a_decompression_bomb_is_refused_before_writing(tmp_path, name):
+    """SYNTHETIC: 40 MB of zeros pack into ~40 KB (ratio ~1000, over the limit of 200)."""
+    maker = make_zip if name.endswith(".zip") else make_tar
+    archive = maker(tmp_path / name, {"data/zeros.bin": bytes(40 * 2**20)})
+    before = {p.name for p in tmp_path.iterdir()}
+    with pytest.raises(ArchiveError, match=r"would take 41,943,040 bytes from .* likely decompression bomb"):
+        safe_extract(archive, tmp_path / "out")
+    assert_untouched(tmp_path, before)
+
+
+def test_a_zip_entry_larger_than_declared_is_refused(tmp_path, monkeypatch):
+    """SYNTHETIC: a zip whose entry declares fewer bytes than it holds: the size limits read the declared size,
+    and extraction stops there and fails (nothing larger than declared is written)."""
+    archive = make_zip(tmp_path / "liar.zip", {"a.txt": b"x" * 5000})
+    original = zipfile.ZipFile.infolist
+
+    def lying(self):
+        infos = original(self)
+        for info in infos:
+            info.file_size = 10
+        return infos
+
+    monkeypatch.setattr(zipfile.ZipFile, "infolist", lying)
+    with pytest.raises(ArchiveError, match=r"truncated or corrupt \(BadZipFile: Bad CRC-32 for file 'a.txt'\)"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["clash.zip", "clash.tar"])
+def test_a_file_that_is_also_a_folder_is_refused(tmp_path, name):
+    """SYNTHETIC: entries 'X' and 'X/y' gave a raw FileExistsError."""
+    maker = make_zip if name.endswith(".zip") else make_tar
+    archive = maker(tmp_path / name, {"X": b"file", "X/y": b"inner"})
+    with pytest.raises(ArchiveError, match=r"'X' is both a file and the folder of 'X/y'"):
+        safe_extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

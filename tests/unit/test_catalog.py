@@ -3,6 +3,7 @@ classes; and that building the DAG imports no heavy library."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,21 @@ def test_building_the_dag_imports_no_heavy_library():
     line = next((l for l in result.stdout.splitlines() if l.startswith("IMPORTED")), None)
     assert line is not None and "train" in result.stdout, result.stdout + result.stderr
     assert line == "IMPORTED []", line
+
+
+def test_building_the_dag_never_imports_an_external_model_class(tmp_path):
+    """A `module:Class` model is imported only by the job that trains it, after validation: a dry run must not
+    execute its module (here a SYNTHETIC module that leaves a marker file when imported)."""
+    marker = tmp_path / "imported"
+    (tmp_path / "dag_probe_model.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    overlay = tmp_path / "probe.yaml"
+    overlay.write_text("run: {datasets: [gdsc2], split_modes: [LCO], models: [mean_effects, probe]}\n"
+                       "models: {mean_effects: {class: mean_effects}, probe: {class: 'dag_probe_model:Probe'}}\n"
+                       "evaluation: {baseline: mean_effects, naive_baseline: null, baselines: [mean_effects],"
+                       " min_pairs_per_drug: 10}\n")
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", "Snakefile", "--dry-run", "--quiet", "rules",
+                             "--cores", "1", "--configfile", str(REPO / "config" / "config.yaml"), str(overlay)],
+                            capture_output=True, text=True, timeout=300, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+    assert result.returncode == 0 and "train" in result.stdout, result.stdout + result.stderr
+    assert not marker.exists()

@@ -280,3 +280,18 @@ def test_shipped_overlays_validate(overlay):
     config = yaml.safe_load((SCHEMA.parents[2] / "config" / "config.yaml").read_text())
     update_config(config, yaml.safe_load((SCHEMA.parents[2] / "config" / overlay).read_text()))
     validate_config(config, SCHEMA)
+
+
+def test_a_model_view_the_data_set_lacks_is_refused_at_validation(config):
+    """It failed with a bare KeyError in the training job, after build, splits and features had run."""
+    config["models"]["ridge"]["params"]["views"] = ["expression", "methylation"]
+    message = _error(config)
+    assert "models.ridge.params.views: ['methylation'] not among the views of data set 'gdsc2'" in message
+    config["models"]["ridge"]["params"]["views"] = ["expression"]
+    config["models"]["drvae"]["grid"] = {"views": [["expression"], ["proteomics"]]}  # a grid of views too
+    assert "models.drvae.params.views: ['proteomics'] not among the views of data set 'gdsc2'" in _error(config)
+
+
+def test_a_model_view_a_cross_study_target_lacks_is_refused(config):
+    config["datasets"]["ccle"]["views"] = ["expression"]
+    assert "not among the views of data set 'ccle' (['expression'])" in _error(config)

@@ -498,3 +498,27 @@ def test_fetch_source_error_names_the_source_and_key(fault_server, every_kind):
     expected = r"sources\.mixed\.files\.response: download .*/gdsc/gone.csv \(GDSC2.csv\): HTTP 404"
     with pytest.raises(DownloadError, match=expected):
         fetch_source(source, outputs, manifest_path, cache_dir=cache, progress=False, backoff=0.01)
+
+
+def test_a_download_changed_after_fetching_is_refused_before_the_build(tmp_path):
+    """SYNTHETIC: a downloaded file is a hard link into the cache; edited in place, it was read by the build
+    as if it were the pinned data (and the cache was corrupted with it)."""
+    import hashlib
+    import json
+
+    from drp.acquire.fetch import verify_downloaded
+    from drp.stages.prepare import build_dataset
+
+    data = tmp_path / "resources" / "src" / "table.csv"
+    data.parent.mkdir(parents=True)
+    data.write_bytes(b"a,b\n1,2\n")
+    manifest = tmp_path / "resources" / "src" / "manifest.json"
+    manifest.write_text(json.dumps({"files": {"table": {"path": str(data), "sha256": hashlib.sha256(data.read_bytes()).hexdigest()}}}))
+    verify_downloaded(manifest, [data])  # unchanged: fine
+    data.write_bytes(b"a,b\n1,3\n")  # edited in place
+    with pytest.raises(DownloadError, match=r"table.csv \(files.table\): its sha256 .* is not the .* recorded when it "
+                                            r"was downloaded .*Delete"):
+        verify_downloaded(manifest, [data])
+    with pytest.raises(DownloadError, match="changed afterwards"):  # the build stage checks before any source code reads
+        build_dataset({"table": str(data), "download_manifest": str(manifest)}, "gdsc", {}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

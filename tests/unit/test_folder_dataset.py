@@ -7,7 +7,9 @@ folder is in tests/integration/test_plugin_dataset.py.
 
 from __future__ import annotations
 
+import csv
 import logging
+import os
 from pathlib import Path
 
 import anndata as ad
@@ -17,7 +19,7 @@ import pytest
 import scipy.sparse
 
 from drp.dataset import UNKNOWN_TISSUE
-from drp.sources.folder import DatasetFormatError, build_from_files, resolve_files
+from drp.sources.folder import DatasetFormatError, build_from_files, read_response, resolve_files
 
 
 def build_from_folder(spec: dict):
@@ -450,3 +452,192 @@ def test_quoted_fields_keep_their_separators_and_line_numbers(folder):
     rows[9] = 'CL3,"drug C, high dose",1.25,breast'
     write_lines(folder / "response.csv", rows)
     assert "drug C, high dose" in set(build_from_folder(spec(folder)).response.drug)
+
+
+# ---------------------------------------------------------------------------------- bad input never passes silently (#14)
+# Each test breaks the SYNTHETIC folder in one way that used to be ignored, crash with a bare parser error, or
+# be reported misleadingly.
+
+
+@pytest.mark.parametrize("table", ["drugs.csv", "cell_lines.csv"])
+def test_optional_table_that_is_a_directory(folder, table):
+    (folder / table).mkdir()
+    message = error(folder)
+    assert f"{table}: a directory, not a readable regular file" in message
+
+
+@pytest.mark.parametrize("table", ["drugs.csv", "cell_lines.csv"])
+def test_optional_table_that_is_a_dangling_symlink(folder, table):
+    (folder / table).symlink_to(folder / "synthetic_moved_away.csv")
+    message = error(folder)
+    assert f"{table}: a dangling symlink (to " in message and "synthetic_moved_away.csv" in message
+
+
+def test_optional_table_that_is_a_fifo(folder):
+    os.mkfifo(folder / "drugs.csv")  # reading it would block: it must be refused without being opened
+    assert "drugs.csv: a FIFO (named pipe), not a readable regular file" in error(folder)
+
+
+def test_optional_table_that_is_unreadable(folder, monkeypatch):
+    write_lines(folder / "drugs.csv", ["drug,smiles", "drugA,CCO"])
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path).name != "drugs.csv" and access(path, mode, **kw))
+    assert "drugs.csv: unreadable (permission denied), not a readable regular file" in error(folder)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_optional_table_without_read_permission(folder):
+    write_lines(folder / "cell_lines.csv", ["cell_line,tissue", "CL1,lung"])
+    (folder / "cell_lines.csv").chmod(0)
+    assert "cell_lines.csv: unreadable (permission denied)" in error(folder)
+
+
+def test_response_that_is_a_directory_is_not_called_missing(folder):
+    (folder / "response.csv").unlink()
+    (folder / "response.csv").mkdir()
+    message = error(folder)
+    assert "response.csv: a directory, not a readable regular file" in message and "no file" not in message
+
+
+def test_response_that_is_a_dangling_symlink_is_not_called_missing(folder):
+    (folder / "response.csv").rename(folder / "synthetic_response_old.csv")
+    (folder / "response.csv").symlink_to(folder / "synthetic_gone.csv")
+    message = error(folder)
+    assert "response.csv: a dangling symlink (to " in message and "no file" not in message
+
+
+def test_file_named_under_files_that_is_a_directory(folder):
+    (folder / "rna").mkdir()
+    assert "rna: a directory, not a readable regular file" in error(folder, files={"expression": "rna"})
+
+
+def test_reading_a_directory_directly_names_it(tmp_path):
+    (tmp_path / "response.csv").mkdir()
+    with pytest.raises(DatasetFormatError, match="response.csv: a directory, not a readable regular file"):
+        read_response(tmp_path / "response.csv")
+
+
+def test_classic_mac_line_ends(folder):
+    (folder / "response.csv").write_bytes("\r".join(response_rows()).encode() + b"\r")
+    message = error(folder)
+    assert "response.csv: lines end with a carriage return only (classic Mac OS line ends" in message
+    assert "expected \\n or \\r\\n line ends" in message and "tr '\\r' '\\n'" in message
+
+
+def test_stray_carriage_return_inside_a_line(folder):
+    replace_line(folder / "expression.csv", 5, "CL4,3.5,\r6,-3")
+    message = error(folder)
+    assert "expression.csv: line 5: stray carriage return (\\r) inside the line" in message
+
+
+def test_stray_carriage_return_inside_a_quoted_file(folder):
+    rows = response_rows()
+    rows[3] = 'CL1,"drugC",-2.00,lu\rng'  # line 4
+    write_lines(folder / "response.csv", rows)
+    assert "response.csv: line 4: stray carriage return (\\r) inside the line" in error(folder)
+
+
+LONG = "x" * (csv.field_size_limit() + 1)
+
+
+def test_over_long_field_in_the_header(folder):
+    write_lines(folder / "expression.csv", [f"cell_line,g1,g2,{LONG}"] + expression_rows()[1:])
+    message = error(folder)
+    assert "expression.csv: line 1: a field longer than 131,072 characters (the CSV parser's limit)" in message
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+def test_over_long_field_in_a_row_is_refused_with_or_without_quotes(folder, quoted):
+    rows = response_rows()
+    rows[5] = f'CL2,drugB,1.0,{LONG}'  # line 6
+    if quoted:
+        rows[2] = 'CL1,"drugB",-1.00,lung'
+    write_lines(folder / "response.csv", rows)
+    message = error(folder)
+    assert "response.csv: line 6: a field longer than 131,072 characters (the CSV parser's limit)" in message
+
+
+def test_unclosed_quote_that_swallows_the_file(folder):
+    rows = response_rows()
+    rows[3] = 'CL1,"drugC,-2.00,lung'  # line 4: the quote never closes
+    write_lines(folder / "response.csv", rows + [f"CL9,drugA,{i},{'y' * 9000}" for i in range(20)])
+    message = error(folder)
+    assert "response.csv: line 4: a field longer than 131,072 characters" in message and "left unclosed" in message
+
+
+def test_response_beyond_the_float_range_is_infinite_not_non_numeric(folder):
+    replace_line(folder / "response.csv", 13, "CL4,drugC,1e999,breast")
+    message = error(folder)
+    assert "response.csv: column 'response': infinite value on line 13" in message and "non-numeric" not in message
+    assert "'1e999'" in message
+
+
+def test_view_value_beyond_the_float_range_is_infinite_not_non_numeric(folder):
+    replace_line(folder / "expression.csv", 4, "CL3,2.5,-1e999,-2")
+    message = error(folder)
+    assert "expression.csv: 1 infinite value, the first on line 4, column 'g2'" in message
+
+
+def test_excel_trailing_empty_columns_are_dropped(folder, caplog):
+    write_lines(folder / "response.csv", [r + ",," for r in response_rows()])
+    write_lines(folder / "expression.csv", [r + ",, " for r in expression_rows()])
+    write_lines(folder / "drugs.csv", ["drug,smiles,,", "drugA,CCO,,", 'drugB,",",,'])
+    with caplog.at_level(logging.INFO):
+        dataset = build_from_folder(spec(folder))
+    assert len(dataset.response) == 18 and list(dataset.views["expression"].var_names) == ["g1", "g2", "g3"]
+    assert dataset.drugs.set_index("drug").smiles.to_dict() == {"drugA": "CCO", "drugB": ",", "drugC": ""}
+    assert "expression.csv: dropped 2 empty columns without a name at the end of line 1 (header): columns 5, 6" in caplog.text
+
+
+def test_unnamed_trailing_column_with_data_in_a_view_is_an_error(folder):
+    write_lines(folder / "expression.csv", [r + ",," for r in expression_rows()])
+    replace_line(folder / "expression.csv", 3, "CL2,1.5,2,-1,7,")
+    assert "expression.csv: line 1 (header): column 5 has no name" in error(folder)
+    replace_line(folder / "expression.csv", 3, "CL2,1.5,2,-1,,7")
+    assert "expression.csv: line 1 (header): columns 5, 6 have no name" in error(folder)
+
+
+def test_two_unnamed_columns_with_data_in_the_response(folder):
+    write_lines(folder / "response.csv", [response_rows()[0] + ",,"] + [r + ",x,y" for r in response_rows()[1:]])
+    message = error(folder)
+    assert "response.csv: line 1 (header): columns 5, 6 have no name" in message and "duplicate" not in message
+
+
+def test_upper_case_extension_is_found(folder):
+    (folder / "expression.csv").rename(folder / "expression.CSV")
+    (folder / "response.csv").rename(folder / "response.Csv")
+    files = resolve_files(spec(folder))
+    assert files["expression"].name == "expression.CSV" and files["response"].name == "response.Csv"
+    assert build_from_folder(spec(folder)).views["expression"].n_vars == 3
+
+
+def test_two_files_that_differ_only_in_case(folder):
+    write_lines(folder / "expression.CSV", expression_rows())
+    if not (folder / "expression.csv").exists() or len(list(folder.glob("expression.*"))) < 2:
+        pytest.skip("case-insensitive file system")
+    message = error(folder)
+    assert "expression.CSV and expression.csv differ only in case" in message and "files.expression" in message
+
+
+def test_a_file_outside_the_folder_is_refused_unless_named_by_absolute_path(folder, tmp_path_factory):
+    """SYNTHETIC: files.<key> with '..' or a symlink led out of the data folder and was read (and quoted in
+    errors); an absolute path under files is the user's explicit choice and is read."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (folder / "expression.csv").rename(elsewhere / "expression.csv")
+    message = error(folder, files={"expression": "../" + elsewhere.name + "/expression.csv"})
+    assert "outside the data set folder" in message and "files.expression" in message
+    (folder / "expression.csv").symlink_to(elsewhere / "expression.csv")
+    assert "outside the data set folder" in error(folder)
+    (folder / "expression.csv").unlink()
+    dataset = build_from_folder(spec(folder, files={"expression": str(elsewhere / "expression.csv")}))
+    assert dataset.views["expression"].n_vars == 3
+
+
+def test_an_error_quotes_only_the_start_of_the_offending_field(folder):
+    """SYNTHETIC: a long non-numeric field (say, a secret pasted into a file) is not echoed whole."""
+    rows = response_rows()
+    cell, drug, _, tissue = rows[3].split(",")
+    rows[3] = f"{cell},{drug},{'s3cr3t' * 500},{tissue}"
+    write_lines(folder / "response.csv", rows)
+    message = error(folder)
+    assert "line 4" in message and "(3,000 characters)" in message and "s3cr3t" * 20 not in message

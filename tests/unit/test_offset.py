@@ -96,3 +96,4 @@ def test_grid_choice_and_refit_keep_the_offset(fold):
     assert isinstance(final, OverMeanEffects) and final.inner.params["chosen"]  # each drug's chosen penalty
     assert set(final.offset.effects["cell_line"].index) == set(every.cell_line)  # refit on all non-test pairs
     assert final.selection.refit.tolist() == [False, False, True]
+

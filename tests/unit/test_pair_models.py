@@ -467,3 +467,16 @@ def test_fast_dropout_drops_a_share_p_and_keeps_the_expectation(p):
     assert abs(out.mean().item() - 1.0) < 0.01
     layer.eval()
     assert torch.equal(layer(x), x)
+
+
+def test_responses_that_overflow_when_squared_are_refused_by_the_training_job(workspace, tmp_path):
+    """SYNTHETIC change of the real fixture: one response of 1e308 made every candidate's validation error
+    infinite and predictions reach 6e306 without a word."""
+    response = pd.read_parquet(workspace / "data" / "response.parquet")
+    response.loc[5, "response"] = 1e308
+    response.to_parquet(tmp_path / "response.parquet")
+    inputs = {**fold_inputs(workspace, 0), "response": tmp_path / "response.parquet"}
+    spec = {"class": "mean_effects", "params": {}}
+    with pytest.raises(ValueError, match=r"response.parquet: response 1e\+308 of \(.*\) and 0 more cannot be squared"):
+        fit_fold(inputs, 0, spec, SEED, 1, tmp_path / "model")
+    assert not (tmp_path / "model").exists()

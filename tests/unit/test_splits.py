@@ -204,6 +204,26 @@ def test_ldo_needs_as_many_drugs_as_folds(tissue):
         make_splits(few, tissue, "LDO", N_FOLDS, seed=0)
 
 
+@pytest.mark.parametrize("n_cells", [3, 4])
+def test_lco_needs_as_many_cell_lines_as_folds(response, tissue, n_cells):
+    """SYNTHETIC: fewer cell lines than folds was accepted with empty folds, and the fold count was then
+    inferred (4 instead of 5), shifting every validation fold."""
+    few = response[response.cell_line.isin(sorted(response.cell_line.unique())[:n_cells])]
+    with pytest.raises(ValueError, match=rf"LCO needs at least as many cell lines as folds: {n_cells} cell lines for "
+                                         r"5 folds \(splits.n_folds\) leave fold\(s\) \[.*\] empty"):
+        make_splits(few, tissue, "LCO", N_FOLDS, seed=0, validation_fraction=0.2)
+
+
+def test_fold_roles_refuse_a_table_with_a_missing_fold(response, tissue):
+    """SYNTHETIC: a split table that skips a fold is refused, not read as fewer folds."""
+    splits = make_splits(response, tissue, "LCO", N_FOLDS, seed=0, validation_fraction=0.2)
+    with pytest.raises(ValueError, match=r"folds of a repeat must run without gaps, found \[0, 1, 2, 4\]"):
+        fold_roles(splits[splits.fold != 3], 0)
+    without_inner = splits.drop(columns="inner")
+    with pytest.raises(ValueError, match="without gaps"):
+        fold_roles(without_inner[without_inner.fold != 2], 0)
+
+
 @pytest.mark.parametrize("n_folds", [2, 1, 0])
 def test_too_few_folds(response, tissue, n_folds):
     with pytest.raises(ValueError, match="n_folds must be at least 3"):
@@ -278,3 +298,15 @@ def test_a_bad_split_file_names_the_file_and_the_problem(tmp_path, response, tis
     assert "more than one row" in error(pd.concat([good, good.iloc[:1].assign(fold=1)]))
     assert "whole numbers" in error(good.assign(fold=good.fold.astype(float) + 0.5))
     assert "splits.n_folds is 4" in error(good, n_folds=4)
+
+
+def test_a_split_file_keeps_ids_that_look_like_missing_values(tmp_path, response, tissue):
+    """SYNTHETIC: a drug named "NA" in a user's fold table was read as missing ("empty drug in row ...")."""
+    from drp.splits import splits_from_file
+
+    renamed = response.assign(drug=response.drug.replace({response.drug.iloc[0]: "NA"}))
+    drugs = sorted(renamed.drug.unique())
+    path = tmp_path / "folds.tsv"
+    pd.DataFrame({"drug": drugs, "fold": [i % N_FOLDS for i in range(len(drugs))]}).to_csv(path, sep="\t", index=False)
+    read = splits_from_file(renamed, tissue, "LDO", path, N_FOLDS, seed=0)
+    assert "NA" in set(read.drug) and len(read) == len(renamed)

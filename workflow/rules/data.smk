@@ -38,6 +38,10 @@ for _dataset, _spec in config["datasets"].items():
             # The omics source's files, named by drp.input_names.omics (build_dataset.py splits them off).
             **{input_names.omics(key): path for key, path in
                (source_file_outputs(_spec["omics_source"]) if _spec.get("omics_source") else {}).items()},
+            # the manifests: every downloaded file is checked against its recorded checksum before the build
+            download_manifest=f"resources/{_spec['source']}/manifest.json",
+            **({"download_manifest_omics": f"resources/{_spec['omics_source']}/manifest.json"}
+               if _spec.get("omics_source") else {}),
         output:
             meta=f"results/{_dataset}/data/dataset.json",
             response=f"results/{_dataset}/data/response.parquet",

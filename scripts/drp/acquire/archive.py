@@ -23,6 +23,12 @@ from pathlib import Path, PurePosixPath
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
 
+# Limits against decompression bombs (a 300 KB archive that becomes 300 MB, or 300 GB): the largest public
+# omics archives we read are a few GB with compression ratios near 10, so these leave an order of magnitude.
+MAX_TOTAL_BYTES = 64 * 2**30  # all entries together, uncompressed
+MAX_FILE_BYTES = 32 * 2**30  # one entry
+MAX_RATIO = 200  # uncompressed bytes per byte of archive
+
 # What a truncated or corrupted archive raises while it is listed or read, by format.
 _CORRUPT = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
@@ -80,11 +86,37 @@ def _member_path(archive: str, name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
+def _check_layout(archive: str, path: Path, entries: list[tuple[str, int, bool]]) -> None:
+    """Before anything is written: sizes within the limits (a zip entry's declared size binds: zipfile reads no
+    further and fails the CRC check), and no entry that is a file and the folder of another entry (``X`` and ``X/y``). ``entries``:
+    (name, uncompressed bytes, is a folder)."""
+    files = {}
+    for name, size, is_dir in entries:
+        relative = _member_path(archive, name)
+        if relative is None or is_dir:
+            continue
+        if size > MAX_FILE_BYTES:
+            raise ArchiveError(f"{archive}: entry {name!r} would take {size:,} bytes, over the limit of {MAX_FILE_BYTES:,} "
+                               "for one file; refusing to extract")
+        files[relative] = size
+    total, packed = sum(files.values()), max(path.stat().st_size, 1)
+    if total > MAX_TOTAL_BYTES or total > MAX_RATIO * packed:
+        raise ArchiveError(f"{archive}: its {len(files)} files would take {total:,} bytes from {packed:,} bytes of "
+                           f"archive (limits: {MAX_TOTAL_BYTES:,} bytes, {MAX_RATIO} times the archive's size); "
+                           "refusing to extract a likely decompression bomb")
+    for relative in files:
+        for parent in relative.parents:
+            if parent in files:
+                raise ArchiveError(f"{archive}: {str(parent)!r} is both a file and the folder of {str(relative)!r}; "
+                                   "refusing to extract")
+
+
 def _extract_zip(path: Path, archive: str, staging: Path) -> None:
     with zipfile.ZipFile(path) as bundle:
         infos = bundle.infolist()
         for info in infos:  # check every entry before writing the first one
             _check_zip_entry(archive, info)
+        _check_layout(archive, path, [(info.filename, info.file_size, info.is_dir()) for info in infos])
         for info in infos:
             relative = _member_path(archive, info.filename)
             if relative is None:
@@ -94,7 +126,8 @@ def _extract_zip(path: Path, archive: str, staging: Path) -> None:
                 destination.mkdir(parents=True, exist_ok=True)
                 continue
             destination.parent.mkdir(parents=True, exist_ok=True)
-            # Reading the whole entry checks its CRC-32, so a corrupted entry raises BadZipFile here.
+            # Reading the whole entry checks its CRC-32, so a corrupted entry raises BadZipFile here; zipfile
+            # stops at the declared size, so an entry that holds more fails that check too.
             with bundle.open(info) as source, open(destination, "wb") as out:
                 shutil.copyfileobj(source, out, 1 << 20)
 
@@ -116,6 +149,7 @@ def _extract_tar(path: Path, archive: str, staging: Path) -> None:
         _check_tar_end(archive, bundle)
         for member in members:
             _check_tar_entry(archive, member)
+        _check_layout(archive, path, [(member.name, member.size, member.isdir()) for member in members])
         wanted = [member for member in members if _member_path(archive, member.name) is not None]
         # The 'data' filter (Python >= 3.11.4) is a second line of defence; it also drops set-uid bits.
         options = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}

@@ -50,6 +50,31 @@ def fetch_source(source: dict, outputs: dict[str, str], manifest_path: str | Pat
     return manifest
 
 
+def verify_downloaded(manifest_path: str | Path, paths) -> None:
+    """Check that each downloaded file among ``paths`` still has the sha256 its manifest recorded. A download
+    is a hard link into the cache where the file system allows: a file edited in place after the download
+    changes the cached copy too, and a build must not read it as the pinned data. Extracted archives are
+    copies (the archive stays in the cache), so their folders are not checked here."""
+    import hashlib
+    import json
+
+    manifest = json.loads(Path(manifest_path).read_text())
+    wanted = {str(Path(p)) for p in paths}
+    for key, entry in manifest["files"].items():
+        path = Path(entry["path"])
+        if "extracted_files" in entry or str(path) not in wanted:
+            continue
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        if digest.hexdigest() != entry["sha256"]:
+            raise DownloadError(f"{path} (files.{key}): its sha256 {digest.hexdigest()} is not the {entry['sha256']} "
+                                f"recorded when it was downloaded ({manifest_path}): it was changed afterwards. Delete "
+                                f"{path} and {manifest_path} and rerun to fetch it again (the download cache "
+                                "re-checks its copy and fetches anew if that was changed too)")
+
+
 def _fetch_file(source: dict, spec: dict, output: Path, cache_dir: Path, progress: bool, options: dict) -> dict:
     started = time.perf_counter()
     pin = resolve_spec(source, spec, **options)

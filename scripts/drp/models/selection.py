@@ -51,6 +51,11 @@ def fit_best(spec: dict, make_data, seed: int):
         started = time.perf_counter()
         model.fit(data)
         score = validation_mse(model, data.validation, data.cells) if len(data.validation) else float("nan")
+        if len(data.validation) and not np.isfinite(score):  # every candidate would tie: the choice is void
+            largest = float(np.abs(data.train_and_validation.response).max())
+            raise ValueError(f"{spec['class']} candidate {params}: the validation mean squared error is {score} "
+                             f"(largest |response| {largest:.3g}); extreme or overflowing response values leave "
+                             "nothing to choose on: check the data set's responses")
         seconds = time.perf_counter() - started
         selection.append({**{k: params[k] for k in spec.get("grid") or {}}, "validation_mse": score,
                           "seconds": round(seconds, 1)})

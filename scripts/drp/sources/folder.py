@@ -11,7 +11,11 @@ The format (config/README.md, "Plug in your own data set"):
 ``.csv`` is comma-separated, ``.tsv`` tab-separated, both UTF-8; a UTF-8 byte-order mark (Excel's
 "CSV UTF-8") is accepted and dropped. Ids lose surrounding spaces. Every problem raises
 ``DatasetFormatError`` naming the file, the line (as an editor numbers it: the header is line 1) or column,
-and what was expected; the build writes nothing before everything has been read and checked.
+and what was expected; the build writes nothing before everything has been read and checked. Every file is
+found and read the same way: extensions match whatever their case, a name that exists but is not a readable
+regular file (a directory, a FIFO, a dangling symlink) is an error, never taken for an absent optional table;
+line ends are LF or CR LF (a lone CR is an error); empty unnamed columns at the end of the header (as Excel
+writes them) are dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +45,13 @@ TABLE_SUFFIXES = (".csv", ".tsv")
 VIEW_SUFFIXES = (".csv", ".tsv", ".h5ad")
 MISSING = frozenset({"", "NA", "N/A", "NaN", "nan", "NAN", "-nan", "null", "NULL", "None", "#N/A", "<NA>"})
 SHOWN = 5  # offending lines or ids listed in a message
+
+
+def _field(value, limit: int = 40) -> str:
+    """An offending field as an error message quotes it: its repr, cut to ``limit`` characters, so that a
+    message never carries more of a file than the start of the field it points at."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value)):,} characters)"
 
 
 class DatasetFormatError(ValueError):
@@ -71,16 +84,23 @@ def resolve_files(spec: dict) -> dict[str, Path]:
         raise DatasetFormatError(f"{folder}: the data set folder does not exist; expected a folder with response.csv "
                                  "and one file per view (datasets.<name>.folder, relative to the working directory)")
     named = spec.get("files") or {}
+    entries = sorted(folder.iterdir())  # directories, FIFOs and dangling symlinks too: they are errors, not absent
     found = {}
     for key in ("response", *spec["views"], "cell_lines", "drugs"):
         suffixes = TABLE_SUFFIXES if key in TABLES else VIEW_SUFFIXES
         if key in named:
             path = folder / named[key]
-            if not path.is_file():
+            if not os.path.lexists(path):
                 raise DatasetFormatError(f"{path}: no such file (named by files.{key}); the folder has: "
                                          f"{_listing(folder)}")
         else:
-            candidates = [folder / f"{key}{suffix}" for suffix in suffixes if (folder / f"{key}{suffix}").is_file()]
+            candidates = sorted((p for p in entries if p.stem == key and p.suffix.lower() in suffixes),
+                                key=lambda p: (suffixes.index(p.suffix.lower()), p.name))
+            same = [p for p in candidates if sum(q.name.lower() == p.name.lower() for q in candidates) > 1]
+            if same:
+                raise DatasetFormatError(f"{folder}: {' and '.join(p.name for p in same)} differ only in case; "
+                                         f"expected one file for {key!r} (remove one of them, or name the one to use "
+                                         f"under files.{key})")
             if len(candidates) > 1:
                 raise DatasetFormatError(f"{folder}: both {' and '.join(p.name for p in candidates)} exist; expected "
                                          f"one file for {key!r} (name the one to use under files.{key})")
@@ -92,6 +112,14 @@ def resolve_files(spec: dict) -> dict[str, Path]:
                     f"{folder}: no file for {what}; expected {' or '.join(f'{key}{s}' for s in suffixes)} "
                     f"(or a file named under files.{key}); the folder has: {_listing(folder)}")
             path = candidates[0]
+        # a name or symlink that leads out of the folder reads a file the user may not mean to share (and an
+        # error message would quote it): only an absolute path under files.<key> says so on purpose
+        real = path.resolve()
+        if not (key in named and Path(named[key]).is_absolute()) and not real.is_relative_to(folder.resolve()):
+            raise DatasetFormatError(f"{path}: leads to {real}, outside the data set folder {folder.resolve()}; "
+                                     f"expected a file in the folder (name an absolute path under files.{key} to "
+                                     "read a file elsewhere on purpose)")
+        _check_file(path, key)
         if path.suffix.lower() not in suffixes:
             kinds = ".csv (comma-separated), .tsv (tab-separated)" + (" or .h5ad (AnnData)" if key not in TABLES else "")
             raise DatasetFormatError(f"{path}: unknown file format {path.suffix or '(no suffix)'!r} for {key!r}; "
@@ -100,14 +128,50 @@ def resolve_files(spec: dict) -> dict[str, Path]:
     return found
 
 
+def _file_kind(path: Path) -> str | None:
+    """None for a readable regular file (or a symlink to one); otherwise what the path is, for a message."""
+    try:
+        mode = path.stat().st_mode  # follows symlinks
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"a dangling symlink (to {os.readlink(path)}, which does not exist)"
+        return "missing (no such file)"
+    except OSError as error:  # a symlink loop, a folder without search permission, ...
+        return f"unreadable ({error.strerror or error})"
+    if stat.S_ISREG(mode):
+        return None if os.access(path, os.R_OK) else "unreadable (permission denied)"
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device file")
+    return f"a symlink to {kind}" if path.is_symlink() else kind
+
+
+def _check_file(path: Path, key: str | None = None) -> None:
+    """A readable regular file, or an error saying what the path is instead; a FIFO is never opened."""
+    kind = _file_kind(path)
+    if kind is None:
+        return
+    if key in ("cell_lines", "drugs"):
+        what = f"the optional {key} table as a file (or no {path.name} at all)"
+    elif key is not None:
+        what = "the response table as a file" if key == "response" else f"the view {key!r} as a file"
+    else:
+        what = "a file"
+    raise DatasetFormatError(f"{path}: {kind}, not a readable regular file; expected {what}")
+
+
 def _listing(folder: Path) -> str:
     names = sorted(p.name for p in folder.iterdir())
     return _examples(names) if names else "nothing"
 
 
 def _read_text(path: Path) -> str:
-    """The file as text with '\\n' line ends: UTF-8, a UTF-8 byte-order mark dropped."""
-    raw = path.read_bytes()
+    """The file as text with '\\n' line ends: UTF-8, a UTF-8 byte-order mark dropped; a lone '\\r' is an error."""
+    _check_file(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DatasetFormatError(f"{path}: cannot be read ({error.strerror or error}); expected a readable "
+                                 "file") from None
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise DatasetFormatError(f"{path}: the file is UTF-16 encoded (it starts with a UTF-16 byte-order mark); "
                                  "expected UTF-8: save it as 'CSV UTF-8' or convert it, e.g. with "
@@ -123,11 +187,38 @@ def _read_text(path: Path) -> str:
         line = raw[:error.start].count(b"\n") + 1
         raise DatasetFormatError(f"{path}: line {line}: byte 0x{raw[error.start]:02x} is not UTF-8; expected "
                                  "UTF-8 text (save the file as UTF-8)") from None
-    return text.replace("\r\n", "\n")
+    text = text.replace("\r\n", "\n")
+    if "\r" in text:
+        _fail_carriage_returns(path, text)
+    return text
+
+
+def _fail_carriage_returns(path: Path, text: str):
+    """Lone carriage returns: classic Mac OS line ends (CR only) or stray ones inside lines."""
+    n_returns, n_newlines = text.count("\r"), text.count("\n")
+    if n_returns > n_newlines:
+        raise DatasetFormatError(
+            f"{path}: lines end with a carriage return only (classic Mac OS line ends, e.g. Excel's "
+            "'CSV (Macintosh)'); expected \\n or \\r\\n line ends: re-save the file as 'CSV UTF-8', or convert it, "
+            f"e.g. with tr '\\r' '\\n' < {path.name} > fixed{path.suffix}")
+    lines, start, line = [], 0, 1
+    while (position := text.find("\r", start)) >= 0:
+        line += text.count("\n", start, position)
+        if not lines or lines[-1] != line:
+            lines.append(line)
+        start = position + 1
+    raise DatasetFormatError(
+        f"{path}: {_lines(lines)}: stray carriage return (\\r) inside the line{'s' if len(lines) > 1 else ''} "
+        "(an editor may show it as ^M or break the line there); expected \\r only as part of a \\r\\n line end: "
+        f"remove it, e.g. with tr -d '\\r' < {path.name} > fixed{path.suffix}")
 
 
 class _Table:
-    """A delimited text file checked line by line: header, field counts, line number of every record."""
+    """A delimited text file checked line by line: header, field counts, line number of every record.
+
+    ``header`` holds the columns that are read: empty unnamed columns at the end of the header (Excel writes
+    them for formatted empty cells) are dropped; ``n_fields`` counts every field of a line, dropped ones too.
+    """
 
     def __init__(self, path: Path, what: str):
         self.path = path
@@ -138,14 +229,21 @@ class _Table:
             lines.pop()
         if not lines:
             raise DatasetFormatError(f"{path}: the file is empty; expected a header line ({what}) and data rows")
-        self.header = self._parse_header(lines[0], what)
+        self.quoted = any('"' in line for line in lines)
+        header = self._parse_header(lines[0], what)
         if len(lines) == 1:
             raise DatasetFormatError(f"{path}: only a header line; expected data rows below it")
-        self.record_lines = self._check_records(lines)
+        self.n_fields = len(header)
+        named = max((number for number, name in enumerate(header, start=1) if name), default=len(header))
+        self.record_lines, filled = self._check_records(lines, named)
+        self.header = self._drop_empty_trailing(header, named, filled)
         self.text = "\n".join(lines)
 
     def _parse_header(self, line: str, what: str) -> list[str]:
-        header = [name.strip() for name in next(csv.reader([line], delimiter=self.sep))]
+        try:
+            header = [name.strip() for name in next(csv.reader([line], delimiter=self.sep))]
+        except csv.Error as error:
+            raise self._parse_error(error, 1) from None
         if len(header) == 1:
             other = next((s for s in SEPARATOR_NAMES if s != self.sep and s in line), None)
             if other is not None:
@@ -156,7 +254,8 @@ class _Table:
                     f"{self.path.suffix} file: re-save it with {SEPARATOR_NAMES[self.sep]}{hint}")
         seen: dict[str, list[int]] = {}
         for number, name in enumerate(header, start=1):
-            seen.setdefault(name, []).append(number)
+            if name:  # unnamed columns: see _drop_empty_trailing
+                seen.setdefault(name, []).append(number)
         repeated = {name: numbers for name, numbers in seen.items() if len(numbers) > 1}
         if repeated:
             listed = "; ".join(f"{name!r} (columns {', '.join(map(str, numbers))})" for name, numbers in repeated.items())
@@ -164,20 +263,63 @@ class _Table:
                                      "each column name once")
         return header
 
-    def _check_records(self, lines: list[str]) -> list[int]:
-        """Line number of each data record; blank lines and rows with another field count are errors."""
-        expected = len(self.header)
-        starts, counts = [], []
-        if not any('"' in line for line in lines):
+    def _drop_empty_trailing(self, header: list[str], named: int, filled: set[int]) -> list[str]:
+        """The header without the unnamed columns after the last named one that are empty on every line;
+        two or more unnamed columns left (with data, or between named ones) are an error."""
+        keep = max(filled | {named})
+        if keep < len(header):
+            log.info("%s: dropped %d empty column%s without a name at the end of line 1 (header): columns %s",
+                     self.path, len(header) - keep, "s" if len(header) - keep > 1 else "",
+                     ", ".join(map(str, range(keep + 1, len(header) + 1))))
+        header = header[:keep]
+        unnamed = [number for number, name in enumerate(header, start=1) if not name]
+        if len(unnamed) > 1:
+            raise DatasetFormatError(f"{self.path}: line 1 (header): columns {', '.join(map(str, unnamed))} have no "
+                                     "name; expected a name above every column that holds data (empty unnamed "
+                                     "columns at the end of the header are dropped)")
+        return header
+
+    def _parse_error(self, error: csv.Error, line: int) -> DatasetFormatError:
+        if "field larger than field limit" in str(error):
+            return self._too_long(line)
+        return DatasetFormatError(f"{self.path}: line {line}: cannot be parsed ({error}); expected fields separated "
+                                  f"by {SEPARATOR_NAMES[self.sep]}, quoted with \" where they hold one")
+
+    def _too_long(self, line: int) -> DatasetFormatError:
+        hint = (": is a quote (\") on this line left unclosed, so that the rest of the file reads as one field?"
+                if self.quoted else "")
+        return DatasetFormatError(f"{self.path}: line {line}: a field longer than {csv.field_size_limit():,} "
+                                  f"characters (the CSV parser's limit); expected shorter fields{hint}")
+
+    def _check_records(self, lines: list[str], named: int) -> tuple[list[int], set[int]]:
+        """Line number of each data record, and which columns after the ``named`` first hold data on some line;
+        blank lines, rows with another field count and over-long fields are errors."""
+        expected = self.n_fields
+        limit = csv.field_size_limit()  # the csv module's; the same limit whether or not the file has quotes
+        starts, counts, filled = [], [], set()
+        if not self.quoted:
             starts = list(range(2, len(lines) + 1))
             counts = [line.count(self.sep) + 1 if line.strip() else 0 for line in lines[1:]]
+            for number, line in enumerate(lines, start=1):
+                if len(line) > limit and max(map(len, line.split(self.sep))) > limit:
+                    raise self._too_long(number)
+            if named < expected:
+                for line, count in zip(lines[1:], counts):
+                    if count == expected:
+                        fields = line.rsplit(self.sep, expected - named)[1:]
+                        filled.update(named + j for j, field in enumerate(fields, start=1) if field.strip())
         else:  # quoted fields may hold separators or line breaks: let the csv module count
             reader = csv.reader(io.StringIO("\n".join(lines[1:])), delimiter=self.sep)
             previous = 0
-            for row in reader:
-                starts.append(previous + 2)
-                counts.append(len(row) if any(field.strip() for field in row) or len(row) > 1 else 0)
-                previous = reader.line_num
+            try:
+                for row in reader:
+                    starts.append(previous + 2)
+                    counts.append(len(row) if any(field.strip() for field in row) or len(row) > 1 else 0)
+                    if len(row) == expected and named < expected:
+                        filled.update(named + j for j, field in enumerate(row[named:], start=1) if field.strip())
+                    previous = reader.line_num
+            except csv.Error as error:
+                raise self._parse_error(error, previous + 2) from None
         blank = [line for line, count in zip(starts, counts) if count == 0]
         if blank:
             raise DatasetFormatError(f"{self.path}: {_lines(blank)} {'are' if len(blank) > 1 else 'is'} empty; "
@@ -189,7 +331,7 @@ class _Table:
             more = f" (and {len(wrong) - SHOWN} more lines)" if len(wrong) > SHOWN else ""
             raise DatasetFormatError(f"{self.path}: {shown}{more}; expected {expected} fields separated by "
                                      f"{SEPARATOR_NAMES[self.sep]}, as in the header (line 1)")
-        return starts
+        return starts, filled
 
     def require(self, columns: list[str]) -> None:
         missing = [c for c in columns if c not in self.header]
@@ -197,11 +339,18 @@ class _Table:
             raise DatasetFormatError(f"{self.path}: line 1 (header): missing column{'s' if len(missing) > 1 else ''} "
                                      f"{_examples(missing)}; expected {', '.join(columns)}; found {self.header}")
 
+    def _read(self, **options) -> pd.DataFrame:
+        """The records as pandas reads them, the columns of ``header`` only (numbered from 0)."""
+        try:
+            return pd.read_csv(io.StringIO(self.text), sep=self.sep, header=None, skiprows=1, skip_blank_lines=False,
+                               names=range(self.n_fields), usecols=range(len(self.header)), **options)
+        except pd.errors.ParserError as error:  # the checks above should leave nothing for pandas to refuse
+            raise DatasetFormatError(f"{self.path}: cannot be parsed ({error}); expected fields separated by "
+                                     f"{SEPARATOR_NAMES[self.sep]}") from None
+
     def strings(self) -> pd.DataFrame:
         """Every field as a stripped string, with the record's ``line`` number."""
-        frame = pd.read_csv(io.StringIO(self.text), sep=self.sep, header=None, skiprows=1, dtype=str,
-                            names=range(len(self.header)), keep_default_na=False, na_filter=False,
-                            skip_blank_lines=False)
+        frame = self._read(dtype=str, keep_default_na=False, na_filter=False)
         frame.columns = self.header
         frame = frame.apply(lambda column: column.str.strip())
         frame["line"] = self.record_lines
@@ -209,25 +358,55 @@ class _Table:
 
     def numbers(self) -> tuple[pd.Series, np.ndarray]:
         """The first column as ids and the rest as a float64 matrix (NaN where missing)."""
-        frame = pd.read_csv(io.StringIO(self.text), sep=self.sep, header=None, skiprows=1, dtype={0: str},
-                            names=range(len(self.header)), skip_blank_lines=False, low_memory=False)
+        # ids as text, never NA (a cell line named "NA" or "None" is an id); the usual NA spellings, empty
+        # fields included, are missing values in the value columns only
+        missing = sorted(pd._libs.parsers.STR_NA_VALUES)
+        frame = self._read(dtype={0: str}, low_memory=False, keep_default_na=False,
+                           na_values={column: missing for column in range(1, len(self.header))})
         values = frame.iloc[:, 1:]
-        for position, column in enumerate(values.columns, start=2):
+        matrix = np.empty(values.shape, dtype=np.float64)
+        for index, column in enumerate(values.columns):
             if values[column].dtype.kind not in "biuf":
-                parsed = pd.to_numeric(values[column], errors="coerce")
+                parsed = _parse_numbers(values[column])
                 bad = np.flatnonzero(parsed.isna().to_numpy() & values[column].notna().to_numpy())
                 if len(bad):
-                    self.fail_non_numeric(bad, values[column], position)
+                    self.fail_non_numeric(bad, values[column], index + 2)
+                matrix[:, index] = parsed.to_numpy()
+            else:
+                if values[column].dtype.kind == "b":  # pandas reads TRUE/FALSE as booleans: say so
+                    log.warning("%s: column %d (%r) holds TRUE/FALSE values; read as 1/0", self.path, index + 2,
+                                self.header[index + 1])
+                matrix[:, index] = values[column].to_numpy(dtype=np.float64)
         ids = frame[0].fillna("").str.strip()
-        return ids, values.to_numpy(dtype=np.float64)
+        return ids, matrix
 
     def fail_non_numeric(self, rows, column: pd.Series, position: int):
-        shown = ", ".join(f"line {self.record_lines[r]}: {column.iloc[r]!r}" for r in rows[:SHOWN])
+        shown = ", ".join(f"line {self.record_lines[r]}: {_field(column.iloc[r])}" for r in rows[:SHOWN])
         more = f" (and {len(rows) - SHOWN} more)" if len(rows) > SHOWN else ""
         raise DatasetFormatError(
             f"{self.path}: column {self.header[position - 1]!r} (column {position}): non-numeric "
             f"value{'s' if len(rows) > 1 else ''} ({shown}{more}); expected a number in every feature column"
             f"{_decimal_hint(column.iloc[rows[0]])}")
+
+
+def _parse_numbers(texts: pd.Series) -> pd.Series:
+    """Numbers as pandas parses them (NaN where not a number), except that a number beyond the float64 range
+    (``1e999``), which pandas leaves unparsed, is the infinity it overflows to, so that it is called infinite."""
+    parsed = pd.to_numeric(texts, errors="coerce").astype(np.float64)
+    retry = parsed.isna() & texts.notna()
+    if retry.any():
+        parsed[retry] = texts[retry].map(_overflow)
+    return parsed
+
+
+def _overflow(text) -> float:
+    """±inf for a number too large for a float64, NaN for anything else."""
+    text = str(text).strip()
+    try:
+        value = float(text)
+    except ValueError:
+        return np.nan
+    return value if np.isinf(value) and "_" not in text else np.nan
 
 
 def _decimal_hint(value) -> str:
@@ -256,17 +435,21 @@ def read_response(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         raise DatasetFormatError(f"{path}: column 'response': missing value (empty or NA) on "
                                  f"{_lines(frame.line[missing])}; expected a number on every line (leave out "
                                  "pairs that were not measured)")
-    values = pd.to_numeric(raw, errors="coerce")
+    values = _parse_numbers(raw)
     bad = values.isna()
     if bad.any():
-        shown = ", ".join(f"line {line}: {value!r}" for line, value in zip(frame.line[bad][:SHOWN], raw[bad][:SHOWN]))
+        shown = ", ".join(f"line {line}: {_field(value)}" for line, value in zip(frame.line[bad][:SHOWN], raw[bad][:SHOWN]))
         more = f" (and {int(bad.sum()) - SHOWN} more)" if bad.sum() > SHOWN else ""
         raise DatasetFormatError(f"{path}: column 'response': non-numeric value{'s' if bad.sum() > 1 else ''} "
                                  f"({shown}{more}); expected a number{_decimal_hint(raw[bad].iloc[0])}")
     infinite = np.isinf(values)
     if infinite.any():
-        raise DatasetFormatError(f"{path}: column 'response': infinite value on {_lines(frame.line[infinite])}; "
-                                 "expected a finite number (was a log taken of 0?)")
+        written = raw[infinite]
+        overflowing = written[~written.str.lower().str.lstrip("+-").isin({"inf", "infinity"})]
+        beyond = (f" ({_examples(overflowing.unique())} {'is' if overflowing.nunique() == 1 else 'are'} beyond the "
+                  "range of a 64-bit float)") if len(overflowing) else ""
+        raise DatasetFormatError(f"{path}: column 'response': infinite value on {_lines(frame.line[infinite])}"
+                                 f"{beyond}; expected a finite number (was a log taken of 0?)")
     frame["response"] = raw.astype(np.float64)  # Python's parser: exact round trip of what was written
 
     pairs = frame.groupby(["cell_line", "drug"], sort=False)
@@ -325,6 +508,7 @@ def _check_ids(path: Path, frame: pd.DataFrame, column: str) -> None:
 def read_view(path: Path) -> tuple[np.ndarray, pd.Index, pd.Index]:
     """(cell lines x features matrix, cell-line ids, feature names) of one view file, all values finite."""
     if path.suffix.lower() == ".h5ad":
+        _check_file(path)
         return _read_h5ad_view(path)
     table = _Table(path, "the cell-line id column, then one column per feature")
     if len(table.header) < 2:

@@ -36,6 +36,10 @@ def preprocess_views(view_paths: Mapping, splits_path, fold: int, settings: Mapp
     for name, path in view_paths.items():
         view = read_view(path)
         processed = fit_transform_view(view, train_cells, **settings.get(name, {}))
+        if processed.n_vars == 0:  # a model would fit on nothing and fail later with a message naming neither
+            raise ValueError(f"{path}: view {name!r} has no feature that varies among the {len(train_cells)} training "
+                             f"cell lines of fold {fold} (constant or missing values only); remove the view from "
+                             "the data set's views or fix the file")
         log.info("%s: kept %d of %d features, fitted on %d training cell lines", name, processed.n_vars,
                  view.n_vars, len(train_cells))
         write_h5ad(outputs[name], processed)
@@ -55,11 +59,18 @@ def build_perturbations(paths: Mapping, settings: dict, output) -> None:
 
 
 def build_dataset(inputs: Mapping, source_type: str, spec: dict, output_dir) -> None:
-    """A source's files (and its omics source's, named by ``input_names.omics``) -> the canonical data set."""
+    """A source's files (and its omics source's, named by ``input_names.omics``) -> the canonical data set.
+    Inputs named ``download_manifest*`` are the sources' manifests: every downloaded file is checked against
+    the checksum recorded there before it is read (``verify_downloaded``)."""
+    from ..acquire.fetch import verify_downloaded
     from ..input_names import split_omics
     from ..sources import builder
 
-    files, omics_files = split_omics(dict(inputs))
+    inputs = dict(inputs)
+    manifests = [inputs.pop(key) for key in sorted(inputs) if key.startswith("download_manifest")]
+    for manifest in manifests:
+        verify_downloaded(manifest, inputs.values())
+    files, omics_files = split_omics(inputs)
     builder(source_type)(files, spec, omics_files=omics_files).write(output_dir)
 
 

@@ -81,6 +81,13 @@ def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, mod
     columns = ["cell_line", "drug", "response"]
     train_pairs = pairs.loc[pairs.role == TRAIN, columns].reset_index(drop=True)
     validation_pairs = pairs.loc[pairs.role == VALIDATION, columns].reset_index(drop=True)
+    with np.errstate(over="ignore"):
+        overflowing = ~np.isfinite(np.square(pairs.response.to_numpy(dtype=np.float64)))
+    if overflowing.any():  # every squared error, every fit's loss and every validation score would be infinite
+        row = pairs[overflowing].iloc[0]
+        raise ValueError(f"{paths['response']}: response {float(row.response)!r} of ({row.cell_line}, {row.drug}) and "
+                         f"{int(overflowing.sum()) - 1} more cannot be squared in float64 (|response| above ~1e154); "
+                         "expected responses on a usual scale (e.g. ln IC50, AUC)")
     if spec.get("permute_labels"):
         # one permutation over all non-test pairs: permuting training and validation pairs apart would keep
         # the difference between their groups' responses (under LTO, whole tissues), which a refit on both

@@ -31,6 +31,7 @@ BUILTIN = {
     "mlp": ("drp.models.mlp:PairMLP", Traits(handles_unseen_drugs=True, gpu=True)),
     "drvae": ("drp.models.drvae:DrVAE", Traits(latent=True, gpu=True)),
     "multitask_mlp": ("drp.models.drvae:MultitaskMLP", Traits(latent=True, gpu=True)),
+    "stack": ("drp.models.stack:StackedPair", Traits(gpu=True)),
     "moicvae": ("drp.models.moicvae:MOICVAE", Traits(latent=True, gpu=True)),
 }
 

@@ -93,6 +93,11 @@ class TissueColumns:
         return np.hstack([omics, one_hot * omics.dtype.type(self.scale)])
 
 
+def arrays_under(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The arrays whose names start with ``prefix``, without it: a wrapped model's part of a saved state."""
+    return {key.removeprefix(prefix): value for key, value in arrays.items() if key.startswith(prefix)}
+
+
 def per_drug_linear_predictions(pairs: pd.DataFrame, matrix_of, coef: np.ndarray, intercept: np.ndarray,
                                 drugs: list[str], fallback: float) -> pd.DataFrame:
     """``pairs`` with y_pred of per-drug linear models: row d of ``coef`` and ``intercept[d]`` for ``drugs[d]``,

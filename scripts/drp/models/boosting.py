@@ -96,26 +96,19 @@ def tree_params(p: dict, seed: int) -> dict:
             "deterministic": True, "force_row_wise": True, "num_threads": 0, "verbose": -1}
 
 
-class GradientBoosting(DrugResponseModel):
-    handles_unseen_drugs = True
-    uses_validation = True  # early stopping on the validation cell lines
+class _PairTrees(DrugResponseModel):
+    """What the gradient boosting and the random forest share: the pairs' features, LightGBM's binned pairs,
+    the saved trees and the prediction. ``params`` holds ``views`` and ``max_features_per_view``."""
 
-    def __init__(self, views: list[str] | None = None, max_features_per_view: int | None = 128,
-                 learning_rate: float = 0.1, max_leaf_nodes: int = 63, max_iter: int = 300,
-                 min_samples_leaf: int = 50, l2_regularization: float = 0.0, max_bins: int = 31,
-                 n_iter_no_change: int = 10, bin_sample: int = 20000):
-        super().__init__(views=views or ["expression"], max_features_per_view=max_features_per_view,
-                         learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes, max_iter=max_iter,
-                         min_samples_leaf=min_samples_leaf, l2_regularization=l2_regularization, max_bins=max_bins,
-                         n_iter_no_change=n_iter_no_change, bin_sample=bin_sample)
-        self.features = PairFeatures(self.params["views"], max_features_per_view)
+    handles_unseen_drugs = True
+    average_trees = False  # a forest predicts the mean of its trees, a boosting their sum
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.features = PairFeatures(self.params["views"], self.params["max_features_per_view"])
         self.trees: dict[str, np.ndarray] = {}
         self.baseline = 0.0
         self.n_iterations = 0
-
-    def lightgbm_params(self, seed: int) -> dict:
-        p = self.params
-        return {**tree_params(p, seed), "learning_rate": p["learning_rate"], "lambda_l2": p["l2_regularization"]}
 
     def _datasets(self, data: TrainingData, params: dict):
         """LightGBM's binned training and validation pairs. They depend on the chosen features and the binning
@@ -132,6 +125,43 @@ class GradientBoosting(DrugResponseModel):
                                          data.validation.response.to_numpy(), reference=train)
             data.shared[key] = (train, validation)
         return data.shared[key]
+
+    def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
+        X = self.features.pair_matrix(cells, pairs)
+        booster = getattr(self, "_booster", None)
+        if booster is not None:
+            # Fitted in this process (the training job's validation, test and view-randomization predictions):
+            # LightGBM's own prediction, which predict_trees equals to the last bit (tested), in a fraction of
+            # the time. A loaded model has no booster: no library model file is ever read.
+            return pairs.assign(y_pred=booster.predict(X, num_iteration=self.n_iterations))
+        total = predict_trees(self.trees, self.baseline, X)
+        return pairs.assign(y_pred=total / max(1, self.n_iterations) if self.average_trees else total)
+
+    def state(self):
+        meta, arrays = self.features.state()
+        return {**meta, "baseline": self.baseline, "n_iterations": self.n_iterations}, {**arrays, **self.trees}
+
+    def load_state(self, meta, arrays):
+        self.features.load_state(meta, arrays)
+        self.baseline, self.n_iterations = meta["baseline"], meta["n_iterations"]
+        self.trees = {key: arrays[key] for key in (*_NODE_FIELDS, "roots")}
+
+
+class GradientBoosting(_PairTrees):
+    uses_validation = True  # early stopping on the validation cell lines
+
+    def __init__(self, views: list[str] | None = None, max_features_per_view: int | None = 128,
+                 learning_rate: float = 0.1, max_leaf_nodes: int = 63, max_iter: int = 300,
+                 min_samples_leaf: int = 50, l2_regularization: float = 0.0, max_bins: int = 31,
+                 n_iter_no_change: int = 10, bin_sample: int = 20000):
+        super().__init__(views=views or ["expression"], max_features_per_view=max_features_per_view,
+                         learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes, max_iter=max_iter,
+                         min_samples_leaf=min_samples_leaf, l2_regularization=l2_regularization, max_bins=max_bins,
+                         n_iter_no_change=n_iter_no_change, bin_sample=bin_sample)
+
+    def lightgbm_params(self, seed: int) -> dict:
+        p = self.params
+        return {**tree_params(p, seed), "learning_rate": p["learning_rate"], "lambda_l2": p["l2_regularization"]}
 
     def fit(self, data: TrainingData) -> None:
         p = self.params
@@ -153,27 +183,8 @@ class GradientBoosting(DrugResponseModel):
     def refit_params(self) -> dict:
         return {**self.params, "max_iter": self.n_iterations}  # without validation pairs: exactly that many trees
 
-    def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
-        X = self.features.pair_matrix(cells, pairs)
-        booster = getattr(self, "_booster", None)
-        if booster is not None:
-            # Fitted in this process (the training job's validation, test and view-randomization predictions):
-            # LightGBM's own prediction, which predict_trees equals to the last bit (tested), in a fraction of
-            # the time. A loaded model has no booster: no library model file is ever read.
-            return pairs.assign(y_pred=booster.predict(X, num_iteration=self.n_iterations))
-        return pairs.assign(y_pred=predict_trees(self.trees, self.baseline, X))
 
-    def state(self):
-        meta, arrays = self.features.state()
-        return {**meta, "baseline": self.baseline, "n_iterations": self.n_iterations}, {**arrays, **self.trees}
-
-    def load_state(self, meta, arrays):
-        self.features.load_state(meta, arrays)
-        self.baseline, self.n_iterations = meta["baseline"], meta["n_iterations"]
-        self.trees = {key: arrays[key] for key in (*_NODE_FIELDS, "roots")}
-
-
-class RandomForest(GradientBoosting):
+class RandomForest(_PairTrees):
     """A random forest on the same (cell line omics, drug fingerprint) pairs: LightGBM's ``rf`` mode, i.e.
     ``n_trees`` deep trees, each on a ``bagging_fraction`` of the pairs (drawn without replacement), each
     split choosing among a random ``feature_fraction`` of the features, the prediction their average. A fixed
@@ -181,18 +192,15 @@ class RandomForest(GradientBoosting):
     LightGBM's binned pairs, the saved-tree format and the predictions with the gradient boosting."""
 
     uses_validation = False  # no early stopping; a grid is still chosen on the validation cell lines
+    average_trees = True
 
     def __init__(self, views: list[str] | None = None, max_features_per_view: int | None = 256, n_trees: int = 300,
                  max_leaf_nodes: int = 1023, min_samples_leaf: int = 20, feature_fraction: float = 0.33,
                  bagging_fraction: float = 0.632, max_bins: int = 31, bin_sample: int = 20000):
-        DrugResponseModel.__init__(self, views=views or ["expression"], max_features_per_view=max_features_per_view,
-                                   n_trees=n_trees, max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
-                                   feature_fraction=feature_fraction, bagging_fraction=bagging_fraction,
-                                   max_bins=max_bins, bin_sample=bin_sample)
-        self.features = PairFeatures(self.params["views"], max_features_per_view)
-        self.trees: dict[str, np.ndarray] = {}
-        self.baseline = 0.0
-        self.n_iterations = 0
+        super().__init__(views=views or ["expression"], max_features_per_view=max_features_per_view, n_trees=n_trees,
+                         max_leaf_nodes=max_leaf_nodes, min_samples_leaf=min_samples_leaf,
+                         feature_fraction=feature_fraction, bagging_fraction=bagging_fraction, max_bins=max_bins,
+                         bin_sample=bin_sample)
 
     def lightgbm_params(self, seed: int) -> dict:
         p = self.params
@@ -201,17 +209,9 @@ class RandomForest(GradientBoosting):
 
     def fit(self, data: TrainingData) -> None:
         self.features.fit(data)
-        train, _ = self._datasets(data, self.lightgbm_params(data.seed))
-        self._booster = lgb.train(self.lightgbm_params(data.seed), train, num_boost_round=self.params["n_trees"])
+        params = self.lightgbm_params(data.seed)
+        train, _ = self._datasets(data, params)
+        self._booster = lgb.train(params, train, num_boost_round=self.params["n_trees"])
         self.n_iterations = int(self._booster.current_iteration())
         self.trees = flatten_trees(self._booster)
         self.baseline = 0.0
-
-    def refit_params(self) -> dict:
-        return dict(self.params)
-
-    def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
-        if getattr(self, "_booster", None) is not None:
-            return super().predict(pairs, cells)
-        X = self.features.pair_matrix(cells, pairs)  # a forest's output is the mean of its trees, not their sum
-        return pairs.assign(y_pred=predict_trees(self.trees, 0.0, X) / max(1, self.n_iterations))

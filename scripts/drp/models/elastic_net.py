@@ -51,16 +51,19 @@ class ElasticNetPerDrug(DrugResponseModel):
         self.n_not_converged = 0
         self.tissue = TissueColumns()
 
+    def _views(self, cells: CellLineData) -> list[str]:
+        return self.params["views"] or sorted(cells.views)
+
     def _matrix(self, cells: CellLineData, cell_lines) -> np.ndarray:
         # float32: coordinate descent runs about twice as fast as in float64
-        X = cells.matrix(self.params["views"] or sorted(cells.views), cell_lines).astype(np.float32)
+        X = cells.matrix(self._views(cells), cell_lines).astype(np.float32)
         return self.tissue.append(X, cells, cell_lines) if self.params["tissue"] else X
 
     def fit(self, data: TrainingData) -> None:
         p = self.params
         cells = data.cells.cell_lines
         if p["tissue"]:
-            self.tissue.fit(data.cells, data.cells.matrix(p["views"] or sorted(data.cells.views), cells))
+            self.tissue.fit(data.cells, data.cells.matrix(self._views(data.cells), cells))
         X_all = self._matrix(data.cells, cells)
         row = pd.Series(np.arange(len(cells)), index=cells)
         pairs, validation = data.train, data.validation

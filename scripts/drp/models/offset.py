@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from .base import CellLineData, DrugResponseModel, TrainingData
+from .base import CellLineData, DrugResponseModel, TrainingData, arrays_under
 from .mean_effects import MeanEffects
 
 
@@ -31,8 +31,6 @@ class OverMeanEffects(DrugResponseModel):
         super().__init__(model=model, shrinkage=shrinkage, iterations=iterations)
         self.inner = create(model)
         self.offset = MeanEffects(iterations=iterations, shrinkage=shrinkage)
-        self.uses_validation = self.inner.uses_validation
-        self.handles_unseen_drugs = self.inner.handles_unseen_drugs
 
     def offset_of(self, pairs: pd.DataFrame, cells: CellLineData) -> np.ndarray:
         """The baseline's prediction for ``pairs`` as if their cell lines were unseen: mean + drug + tissue."""
@@ -67,6 +65,5 @@ class OverMeanEffects(DrugResponseModel):
                 {**{f"inner.{k}": v for k, v in inner_arrays.items()}, **{f"offset.{k}": v for k, v in offset_arrays.items()}})
 
     def load_state(self, meta, arrays):
-        part = lambda prefix: {k.removeprefix(prefix): v for k, v in arrays.items() if k.startswith(prefix)}  # noqa: E731
-        self.inner.load_state(meta["inner"], part("inner."))
-        self.offset.load_state(meta["offset"], part("offset."))
+        self.inner.load_state(meta["inner"], arrays_under(arrays, "inner."))
+        self.offset.load_state(meta["offset"], arrays_under(arrays, "offset."))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .base import CellLineData, DrugResponseModel, TrainingData
+from .base import CellLineData, DrugResponseModel, TrainingData, arrays_under
 
 
 class StackedPair(DrugResponseModel):
@@ -56,8 +56,8 @@ class StackedPair(DrugResponseModel):
         errors = (weights[:, None] * a[None, :] + (1 - weights[:, None]) * b[None, :] - y[None, :]) ** 2
         per_drug = pd.DataFrame(errors.T, columns=weights).groupby(data.validation.drug.to_numpy()).mean()
         self.weight = pd.Series(weights[np.argmin(per_drug.to_numpy(), axis=1)], index=per_drug.index)
-        self.validation_score = float(per_drug.min(axis=1).mul(data.validation.drug.value_counts()
-                                                               .reindex(per_drug.index)).sum() / len(y))
+        w = self.weight.reindex(data.validation.drug.to_numpy()).to_numpy()
+        self.validation_score = float(np.mean((w * a + (1 - w) * b - y) ** 2))
 
     def refit_params(self) -> dict:
         members = {name: {"class": self.params["members"][name]["class"], "params": self.fitted[name].refit_params()}
@@ -89,6 +89,5 @@ class StackedPair(DrugResponseModel):
         for name in self.names:
             saved = meta["members"][name]
             member = resolve(saved["class"])(**saved["params"])
-            member.load_state(saved["state"], {k.removeprefix(f"{name}."): v for k, v in arrays.items()
-                                               if k.startswith(f"{name}.")})
+            member.load_state(saved["state"], arrays_under(arrays, f"{name}."))
             self.fitted[name] = member

@@ -9,9 +9,10 @@ What it guarantees:
 - a checkpoint every ``checkpoint_every`` epochs and when SIGTERM arrives (Slurm sends it before a
   time-limit kill or preemption); a rerun with the same checkpoint folder resumes where it stopped and
   ends with the same weights as an uninterrupted run;
+- the KL warm-up: each epoch's KL weight rises linearly to 1 over ``warmup_epochs`` epochs;
 - the history (losses and validation metrics per epoch) is returned as a table.
 
-A model supplies ``loss(batch_index) -> (loss tensor, dict of floats)`` and
+A model supplies ``loss(batch_index, kl_weight) -> (loss tensor, dict of floats)`` and
 ``validate() -> (score to minimise, dict of floats)``; the trainer owns everything else.
 """
 
@@ -41,6 +42,8 @@ class Interrupted(RuntimeError):
 
 @dataclass
 class TrainerSettings:
+    """The training settings of every neural model; a model's settings class subclasses it (its params)."""
+
     max_epochs: int = 300
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -52,6 +55,7 @@ class TrainerSettings:
     mixed_precision: bool = True
     progress: bool = True
     fixed_epochs: bool = False  # train exactly max_epochs and keep the last weights (a refit without validation)
+    warmup_epochs: int = 0  # the KL weight is (epoch + 1) / warmup_epochs until it reaches 1; 0: always 1
 
 
 class Adam:
@@ -177,6 +181,11 @@ class Trainer:
         log.info("resumed from %s at epoch %d", self.checkpoint_path, self.epoch)
 
     # -- the loop ----------------------------------------------------------------------------------
+    def kl_weight(self) -> float:
+        """The KL term's weight in the coming epoch: a linear warm-up (a full KL from the first epoch lets
+        the posterior collapse onto the prior before the decoder has learnt anything)."""
+        return min(1.0, (self.epoch + 1) / max(1, self.settings.warmup_epochs))
+
     def _batches(self, n_samples: int):
         size = self.settings.batch_size or n_samples
         order = torch.randperm(n_samples, generator=self.generator, device=self.device)
@@ -206,10 +215,10 @@ class Trainer:
                 started = time.perf_counter()
                 self.module.train()
                 totals: dict[str, float] = {}
-                batches = self._batches(n_samples)
+                batches, kl_weight = self._batches(n_samples), self.kl_weight()
                 for index in batches:
                     with self._autocast():
-                        loss, parts = loss_fn(index)
+                        loss, parts = loss_fn(index, kl_weight)
                     self.optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     self.optimizer.step()

@@ -19,7 +19,8 @@ import torch
 from drp import training
 from drp.metrics import pearson
 from drp.models import TrainingData
-from drp.models.drvae import MultitaskMLP, DrVAE, DrVAEModule, gaussian_nll
+from drp.models.blocks import gaussian_nll
+from drp.models.drvae import MultitaskMLP, DrVAE, DrVAEModule
 from fixture_fold import FixtureFold
 
 N_FEATURES = 200
@@ -135,21 +136,20 @@ def test_one_step_moves_the_perturbation_away_from_identity():
 
 def test_pair_objective_reaches_the_perturbation_in_one_step():
     """The perturbation-pair terms of Dr.VAE's own objective give U_d and b_d a gradient at once."""
-    model = DrVAE(latent_dim=L, encoder_hidden=[16], decoder_hidden=[16], rank=R, device="cpu", progress=False)
-    model.module = synthetic_module()
+    module = synthetic_module()
     rng = np.random.default_rng(0)
     x1 = torch.as_tensor(rng.normal(size=(6, G)), dtype=torch.float32)  # synthetic control profiles
-    model.perturbations = {"x1": x1, "x2": x1 + 1.0, "drug": torch.tensor([0, 1, 1, 2, 3, 3])}
-    optimizer = torch.optim.Adam(model.module.parameters(), lr=1e-2)
-    loss, parts = model._perturbation_loss(beta=1.0)
+    pairs = {"x1": x1, "x2": x1 + 1.0, "drug": torch.tensor([0, 1, 1, 2, 3, 3])}
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-2)
+    loss, parts = module.pair_loss(pairs, kl_weight=1.0)
     loss.backward()
-    grad_u = model.module.perturb_u.grad
-    assert grad_u[[0, 1, 2, 3]].abs().sum() > 0 and model.module.perturb_b.grad[[0, 1, 2, 3]].abs().sum() > 0
+    grad_u = module.perturb_u.grad
+    assert grad_u[[0, 1, 2, 3]].abs().sum() > 0 and module.perturb_b.grad[[0, 1, 2, 3]].abs().sum() > 0
     assert torch.equal(grad_u[4], torch.zeros(L, R))  # drug 4 has no pair
     optimizer.step()
     with torch.no_grad():
-        z1 = model.module.encode(x1)[0]
-        assert model.module.perturbation(z1, torch.tensor([0, 1, 1, 2, 3, 3])).abs().sum() > 0
+        z1 = module.encode(x1)[0]
+        assert module.perturbation(z1, pairs["drug"]).abs().sum() > 0
 
 
 def test_response_objective_reaches_the_perturbation():
@@ -169,7 +169,7 @@ def test_response_objective_reaches_the_perturbation():
     optimizer = torch.optim.Adam(model.module.parameters(), lr=1e-2)
     for epoch in range(3):
         optimizer.zero_grad()
-        loss, _ = model._loss(batch, epoch)
+        loss, _ = model._loss(batch, kl_weight=(epoch + 1) / 20)  # the default warm-up's first epochs
         loss.backward()
         optimizer.step()
     module = model.module
@@ -241,26 +241,34 @@ RESUME = dict(SMALL, max_epochs=12, checkpoint_every=4)
 INTERRUPT_AFTER = 6  # epochs; not a multiple of checkpoint_every, so the SIGTERM checkpoint is the one read
 
 
-def sigterm_after(model: DrVAE, epochs: int, record: list | None = None):
-    """Wrap the model's loss: send SIGTERM to this process during epoch ``epochs`` (1-based)."""
-    original, default = model._loss, signal.getsignal(signal.SIGTERM)
+def on_each_loss(model: DrVAE, callback):
+    """Wrap the model's loss: ``callback(epoch)`` at every call, ``epoch`` the epochs its trainer completed."""
+    original_loss, original_trainer, trainers = model._loss, model.trainer, []
+    model.trainer = lambda *args, **kwargs: trainers.append(original_trainer(*args, **kwargs)) or trainers[-1]
 
-    def loss(batch, epoch):
-        if record is not None:
-            record.append(epoch)
-        if epoch == epochs - 1 and not getattr(loss, "sent", False):
-            handler = signal.getsignal(signal.SIGTERM)
-            assert callable(handler) and handler is not default, "the trainer did not install its SIGTERM handler"
-            loss.sent = True
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(batch, epoch)
+    def loss(batch, kl_weight):
+        callback(trainers[-1].epoch)
+        return original_loss(batch, kl_weight)
 
     model._loss = loss
 
 
+def sigterm_after(model: DrVAE, epochs: int):
+    """Send SIGTERM to this process during epoch ``epochs`` (1-based) of the model's fit."""
+    default = signal.getsignal(signal.SIGTERM)
+
+    def maybe_send(epoch):
+        if epoch == epochs - 1 and not getattr(maybe_send, "sent", False):
+            handler = signal.getsignal(signal.SIGTERM)
+            assert callable(handler) and handler is not default, "the trainer did not install its SIGTERM handler"
+            maybe_send.sent = True
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    on_each_loss(model, maybe_send)
+
+
 def record_epochs(model: DrVAE, record: list):
-    original = model._loss
-    model._loss = lambda batch, epoch: record.append(epoch) or original(batch, epoch)
+    on_each_loss(model, record.append)
 
 
 def interrupted_run(fold, params, directory, epochs=INTERRUPT_AFTER, data=None):
@@ -369,17 +377,17 @@ def synthetic_pairs(fold, n_per_drug: int = 4, unseen: int = 3, seed: int = 0) -
     return {"x1": x1, "x2": x2, "drug": names}
 
 
-def test_fit_with_perturbation_pairs(fold):
+def test_fit_with_perturbation_pairs(fold, monkeypatch):
     pairs = synthetic_pairs(fold)
     model = DrVAE(**dict(SMALL, max_epochs=4))
     seen = []
-    original = model._perturbation_loss
+    original = DrVAEModule.pair_loss
 
-    def perturbation_loss(beta):
-        seen.append(model.perturbations["drug"].tolist())
-        return original(beta)
+    def pair_loss(module, pair_tensors, kl_weight):
+        seen.append(pair_tensors["drug"].tolist())
+        return original(module, pair_tensors, kl_weight)
 
-    model._perturbation_loss = perturbation_loss
+    monkeypatch.setattr(DrVAEModule, "pair_loss", pair_loss)
     model.fit(fold.training_data(seed=0, perturbations=pairs))
     history = model.history
     for column in ("pair_reconstruction", "pair_perturbation", "pair_kl_z2", "loss"):
@@ -393,7 +401,7 @@ def test_x2_is_reconstructed_from_its_own_encoding(fold):
     """pair_reconstruction decodes x1 from q(z1|x1) and x2 from q(z2|x2) (the original used z1 for x2)."""
     model = DrVAE(**dict(SMALL, perturbation_weight=0.0))
     torch.manual_seed(0)
-    model.module = DrVAEModule(N_FEATURES, 3, 16, [32], [32], 2, 0.0)
+    model.module = DrVAEModule(N_FEATURES, 3, 16, [32], [32], 2, 0.0, settings=model.settings)
     pairs = synthetic_pairs(fold, unseen=0)
     model.drugs = sorted(set(pairs["drug"]))
     model.perturbations = model._perturbation_tensors(pairs, torch.device("cpu"))
@@ -413,7 +421,8 @@ def test_x2_is_reconstructed_from_its_own_encoding(fold):
         return decode(z)
 
     model.module.encode, model.module.decode = recording_encode, recording_decode
-    loss, parts = model._perturbation_loss(beta=0.0)  # beta 0, perturbation weight 0: reconstruction only
+    loss, parts = model.module.pair_loss(model.perturbations, kl_weight=0.0)  # and perturbation weight 0:
+    # reconstruction only
     np.testing.assert_allclose(loss.item(), parts["pair_reconstruction"], rtol=1e-6)
     (mean1_input, mean1), (mean2_input, mean2) = encodings
     assert torch.equal(mean1_input, x1) and torch.equal(mean2_input, x2)

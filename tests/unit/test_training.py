@@ -32,10 +32,12 @@ class SyntheticRegression:
         torch.manual_seed(init_seed)
         self.module = torch.nn.Linear(N_FEATURES, 1)
         self.batches: list[torch.Tensor] = []  # the index of every loss call
+        self.kl_weights: list[float] = []  # and the KL weight it was given
         self.trainer: Trainer | None = None
 
-    def loss(self, index):
+    def loss(self, index, kl_weight):
         self.batches.append(index.clone())
+        self.kl_weights.append(kl_weight)
         x = self.x[index] + 0.05 * torch.randn(len(index), N_FEATURES)
         loss = ((self.module(x).squeeze(-1) - self.y[index]) ** 2).mean()
         return loss, {"loss": loss.item()}
@@ -142,6 +144,17 @@ def test_minibatches_partition_the_samples(batch_size):
         assert not torch.equal(torch.cat(run.batches[:per_epoch]), torch.cat(run.batches[per_epoch:]))
 
 
+# --- KL warm-up -----------------------------------------------------------------------------------
+
+def test_kl_weight_warms_up_linearly_per_epoch():
+    run = SyntheticRegression()
+    run.fit(max_epochs=6, batch_size=5, warmup_epochs=4)  # 5 batches per epoch, one weight per epoch
+    assert run.kl_weights == [w for w in (0.25, 0.5, 0.75, 1.0, 1.0, 1.0) for _ in range(5)]
+    without = SyntheticRegression()
+    without.fit(max_epochs=2)  # warmup_epochs 0 (the default): the full weight from the start
+    assert without.kl_weights == [1.0, 1.0]
+
+
 # --- checkpoints ----------------------------------------------------------------------------------
 
 def watch_checkpoints(run: SyntheticRegression, path, sigterm_in_epoch: int | None = None):
@@ -149,7 +162,7 @@ def watch_checkpoints(run: SyntheticRegression, path, sigterm_in_epoch: int | No
     SIGTERM to this process during epoch ``sigterm_in_epoch`` (1-based)."""
     seen, original, default = [], run.loss, signal.getsignal(signal.SIGTERM)
 
-    def loss(index):
+    def loss(index, kl_weight):
         epoch = run.trainer.epoch  # epochs completed so far
         seen.append(torch.load(path, weights_only=False)["epoch"] if path.exists() else None)
         if sigterm_in_epoch is not None and epoch == sigterm_in_epoch - 1 and not getattr(loss, "sent", False):
@@ -157,7 +170,7 @@ def watch_checkpoints(run: SyntheticRegression, path, sigterm_in_epoch: int | No
             assert callable(handler) and handler is not default, "the trainer did not install its SIGTERM handler"
             loss.sent = True
             os.kill(os.getpid(), signal.SIGTERM)
-        return original(index)
+        return original(index, kl_weight)
 
     run.loss = loss
     return seen
@@ -238,8 +251,8 @@ def test_cpu_training_is_not_autocast():
     dtypes = []
     original = run.loss
 
-    def loss(index):
-        result = original(index)
+    def loss(index, kl_weight):
+        result = original(index, kl_weight)
         dtypes.append(result[0].dtype)
         return result
 

@@ -14,10 +14,12 @@ After Rampasek et al. (2019), rebuilt as one multi-drug model (README, "Dr.VAE-s
 - With perturbation pairs (pre/post-treatment profiles, e.g. LINCS L1000), the perturbation likelihood
   log p(x2 | z2'), z2' ~ p(z2|z1, d), and KL(q(z2|x2) || p(z2|z1, d)) are added; x2 is reconstructed from
   q(z2|x2) (the original code sampled q(z1|x1) there, a bug not repeated here).
-- KL: per-dimension free bits plus a linear warm-up (free bits on the summed KL kill its gradient).
+- KL: per-dimension free bits plus a linear warm-up (free bits on the summed KL kill its gradient; the
+  trainer sets the warm-up's weight).
 - Optionally (``hierarchy: true``) Dr.VAE's M2-style hierarchy q(z3|z1,y), p(z1|z3,y) replaces the N(0, I)
-  prior of z1, with y the vector of sensitivity labels over drugs (see ``_hierarchy_kl``).
-Training (early stopping, checkpoints, devices) is the shared ``drp.training.Trainer``.
+  prior of z1, with y the vector of sensitivity labels over drugs (see ``DrVAEModule.hierarchy_kl``).
+The module follows scvi-tools' pattern (``inference``, ``generative``, ``loss``); training (early stopping,
+checkpoints, devices) is the shared ``drp.training.Trainer``.
 """
 
 from __future__ import annotations
@@ -29,42 +31,41 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .base import CellLineData, TrainingData
-from .neural import NeuralResponseModel, NeuralSettings
-
-_LOG_2PI = math.log(2 * math.pi)
-
-
-def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
-    layers = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ELU()]
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-    return nn.Sequential(*layers)
+from .blocks import GaussianEncoder, gaussian_kl, gaussian_nll, kl_free_bits, mlp, reparameterize
+from .neural import NeuralResponseModel, NeuralSettings, response_objective, supervised_terms
 
 
-def gaussian_nll(x, mean, logvar):
-    """-log N(x | mean, exp(logvar)), summed over the last dimension."""
-    return 0.5 * (logvar + (x - mean) ** 2 * torch.exp(-logvar) + _LOG_2PI).sum(-1)
-
-
-def gaussian_kl(mean_q, logvar_q, mean_p, logvar_p):
-    """KL(N(mean_q, var_q) || N(mean_p, var_p)) per dimension."""
-    return 0.5 * (logvar_p - logvar_q + (torch.exp(logvar_q) + (mean_q - mean_p) ** 2) * torch.exp(-logvar_p) - 1)
+@dataclass
+class DrVAESettings(NeuralSettings):
+    views: tuple[str, ...] = ("expression",)
+    latent_dim: int = 64
+    encoder_hidden: tuple[int, ...] = (512,)
+    decoder_hidden: tuple[int, ...] = (512,)
+    rank: int = 8
+    dropout: float = 0.0
+    hierarchy: bool = False  # the M2-style q(z3|z1,y), p(z1|z3,y) of Dr.VAE
+    perturbation_weight: float = 0.05  # weight of log p(x2 | z2') as in the original
+    input_noise: float = 0.01
+    #: false: the ablation ``multitask_mlp`` (no decoder term, no KL, z1 the encoder mean)
+    generative: bool = True
 
 
 class DrVAEModule(nn.Module):
+    """The network and its objective (``settings``: the weights of its terms, defaults if None)."""
+
     def __init__(self, n_features: int, n_drugs: int, latent_dim: int, encoder_hidden: list[int],
-                 decoder_hidden: list[int], rank: int, dropout: float, hierarchy: bool = False):
+                 decoder_hidden: list[int], rank: int, dropout: float, hierarchy: bool = False,
+                 settings: DrVAESettings | None = None):
         super().__init__()
+        self.settings = settings or DrVAESettings()
         self.latent_dim = latent_dim
         self.hierarchy = hierarchy
         if hierarchy:  # Dr.VAE's M2-style q(z3|z1,y) and p(z1|z3,y), one 200-unit layer each
-            self.z3_posterior = nn.Sequential(mlp([latent_dim + n_drugs, 200]), nn.Linear(200, 2 * latent_dim))
-            self.z1_prior = nn.Sequential(mlp([latent_dim + n_drugs, 200]), nn.Linear(200, 2 * latent_dim))
+            self.z3_posterior = GaussianEncoder([latent_dim + n_drugs, 200], latent_dim, clamp=None)
+            self.z1_prior = GaussianEncoder([latent_dim + n_drugs, 200], latent_dim, clamp=None)
+        # separate mean and log-variance layers (not a GaussianEncoder): the saved models' weight names
         self.encoder = mlp([n_features, *encoder_hidden], dropout)
         self.encoder_mean = nn.Linear(encoder_hidden[-1], latent_dim)
         self.encoder_logvar = nn.Linear(encoder_hidden[-1], latent_dim)
@@ -111,20 +112,76 @@ class DrVAEModule(nn.Module):
         z1, _ = self.encode(x)
         return self.heads(z1, self.perturbation(z1))
 
+    # -- the objective, as scvi-tools' modules: inference, generative, loss ---------------------------
+    def inference(self, x) -> dict:
+        """q(z1|x) and z1: a sample, or the mean in the non-generative ablation; noisy inputs in training."""
+        s = self.settings
+        if self.training and s.input_noise:
+            x = x + s.input_noise * torch.randn_like(x)
+        mean, logvar = self.encode(x)
+        return {"qz_mean": mean, "qz_logvar": logvar, "z": reparameterize(mean, logvar) if s.generative else mean}
 
-@dataclass
-class DrVAESettings(NeuralSettings):
-    views: tuple[str, ...] = ("expression",)
-    latent_dim: int = 64
-    encoder_hidden: tuple[int, ...] = (512,)
-    decoder_hidden: tuple[int, ...] = (512,)
-    rank: int = 8
-    dropout: float = 0.0
-    hierarchy: bool = False  # the M2-style q(z3|z1,y), p(z1|z3,y) of Dr.VAE
-    perturbation_weight: float = 0.05  # weight of log p(x2 | z2') as in the original
-    input_noise: float = 0.01
-    #: false: the ablation ``multitask_mlp`` (no decoder term, no KL, z1 the encoder mean)
-    generative: bool = True
+    def generative(self, z) -> dict:
+        """p(x|z1) (not in the ablation) and the heads' output (cells, drugs, 2) on [z1, z2 - z1]."""
+        px = dict(zip(("px_mean", "px_logvar"), self.decode(z))) if self.settings.generative else {}
+        return {**px, "response": self.heads(z, self.perturbation(z))}
+
+    def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0):
+        """The loss per cell line and its named terms. Every cell line of ``tensors`` (x, y, s, m) feeds the
+        reconstruction and KL terms, its observed pairs the response terms; ``tensors["pairs"]`` (if given)
+        adds the perturbation-pair terms."""
+        s, out, n = self.settings, generative_outputs["response"], len(tensors["x"])
+        reconstruction = kl = 0.0
+        if s.generative:
+            mean, logvar, px = inference_outputs["qz_mean"], inference_outputs["qz_logvar"], generative_outputs
+            reconstruction = gaussian_nll(tensors["x"], px["px_mean"], px["px_logvar"]).sum()
+            kl = kl_free_bits(self.hierarchy_kl(mean, logvar, inference_outputs["z"], out, tensors)
+                              if self.hierarchy else gaussian_kl(mean, logvar), s.free_bits)
+        regression, classification = supervised_terms(out, tensors["y"], tensors["s"], tensors["m"])
+        loss, parts = response_objective(s, regression, classification, tensors["m"], reconstruction, kl, kl_weight)
+        if s.generative:
+            parts = {"reconstruction": reconstruction.item() / n, "kl": kl.item() / n, **parts}
+        if tensors.get("pairs") is not None:
+            pair_loss, pair_parts = self.pair_loss(tensors["pairs"], kl_weight)
+            loss = loss + pair_loss
+            parts.update(pair_parts)
+        return loss, {"loss": loss.item(), **parts}
+
+    def forward(self, tensors, kl_weight: float = 1.0):
+        inference_outputs = self.inference(tensors["x"])
+        return self.loss(tensors, inference_outputs, self.generative(inference_outputs["z"]), kl_weight)
+
+    def hierarchy_kl(self, mean, logvar, z1, out, tensors):
+        """KL(q(z1|x) || p(z1|z3,y)) + KL(q(z3|z1,y) || N(0, I)) per cell line and latent dimension.
+
+        y is the cell line's vector of sensitivity labels over drugs: observed labels where the pair was
+        screened, the classifier's probability q(y|z1, z2) elsewhere (the multi-drug analogue of Dr.VAE's
+        expectation over y for unlabelled examples). Hence z3 is sampled here, after the heads, not in
+        ``inference``."""
+        labels = torch.where(tensors["m"], tensors["s"], torch.sigmoid(out[..., 1]).to(tensors["s"].dtype))
+        mean3, logvar3 = self.z3_posterior(torch.cat([z1, labels], -1))
+        z3 = reparameterize(mean3, logvar3)
+        prior_mean, prior_logvar = self.z1_prior(torch.cat([z3, labels], -1))
+        return gaussian_kl(mean, logvar, prior_mean, prior_logvar) + gaussian_kl(mean3, logvar3)
+
+    def pair_loss(self, pairs: dict, kl_weight: float):
+        """Terms for (control x1, treated x2, drug d) pairs; x2 is reconstructed from q(z2|x2)."""
+        mean1, logvar1 = self.encode(pairs["x1"])
+        mean2, logvar2 = self.encode(pairs["x2"])  # both encodings, then both samples (dropout, then noise:
+        # the order of the random draws that fits at a fixed seed have always used)
+        z1, z2 = reparameterize(mean1, logvar1), reparameterize(mean2, logvar2)
+        prior_mean = z1 + self.perturbation(z1, pairs["drug"])
+        prior_logvar = self.perturb_logvar(z1) - 2.0
+        z2_prior = reparameterize(prior_mean, prior_logvar)
+        n = len(z1)
+        x1, x2 = pairs["x1"], pairs["x2"]
+        reconstruction = (gaussian_nll(x1, *self.decode(z1)) + gaussian_nll(x2, *self.decode(z2))).sum() / n
+        perturbation = gaussian_nll(x2, *self.decode(z2_prior)).sum() / n
+        kl_z2 = gaussian_kl(mean2, logvar2, prior_mean, prior_logvar).sum() / n
+        kl_z1 = gaussian_kl(mean1, logvar1).sum() / n
+        loss = reconstruction + self.settings.perturbation_weight * perturbation + kl_weight * (kl_z1 + kl_z2)
+        return loss, {"pair_reconstruction": reconstruction.item(), "pair_perturbation": perturbation.item(),
+                      "pair_kl_z2": kl_z2.item()}
 
 
 class DrVAE(NeuralResponseModel):
@@ -144,96 +201,21 @@ class DrVAE(NeuralResponseModel):
         return {"x": as_tensor(data.matrix(list(self.settings.views), cells)), "y": as_tensor(y),
                 "s": as_tensor(s), "m": as_tensor(m, torch.bool)}
 
-    # -- the objective ------------------------------------------------------------------------------
-    def _supervised(self, grid_out, batch):
-        mask = batch["m"]
-        regression = 0.5 * (grid_out[..., 0] - batch["y"]) ** 2
-        classification = F.binary_cross_entropy_with_logits(grid_out[..., 1], batch["s"], reduction="none")
-        return (regression * mask).sum(), (classification * mask).sum()
+    # -- training ---------------------------------------------------------------------------------------
+    def _loss(self, batch: dict, kl_weight: float):
+        """The module's loss on a batch; the perturbation pairs (if any) join every step."""
+        return self.module({**batch, "pairs": self.perturbations}, kl_weight)
 
-    def _loss(self, batch, epoch: int):
-        s, module = self.settings, self.module
-        x = batch["x"]
-        x_noisy = x + s.input_noise * torch.randn_like(x) if s.input_noise else x
-        mean, logvar = module.encode(x_noisy)
-        if not s.generative:  # the same encoder and heads trained on the responses alone
-            grid_out = module.heads(mean, module.perturbation(mean))
-            regression, classification = self._supervised(grid_out, batch)
-            n_pairs = max(1, batch["m"].sum().item())
-            loss = s.supervised_weight * (regression + s.classifier_weight * classification) / len(x)
-            return loss, {"loss": loss.item(), "regression": regression.item() / n_pairs,
-                          "classification": classification.item() / n_pairs}
-        z1 = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        reconstruction = gaussian_nll(x, *module.decode(z1)).sum()
-        grid_out = module.heads(z1, module.perturbation(z1))
-        if module.hierarchy:
-            kl_per_dim = self._hierarchy_kl(mean, logvar, z1, grid_out, batch)
-        else:
-            kl_per_dim = gaussian_kl(mean, logvar, torch.zeros_like(mean), torch.zeros_like(logvar)).mean(0)
-        kl = torch.clamp(kl_per_dim, min=s.free_bits).sum() * len(x)
-        regression, classification = self._supervised(grid_out, batch)
-        beta = min(1.0, (epoch + 1) / max(1, s.warmup_epochs))
-        n = len(x)
-        loss = (reconstruction + beta * kl + s.supervised_weight * (regression + s.classifier_weight * classification)) / n
-        parts = {"reconstruction": reconstruction.item() / n, "kl": kl.item() / n,
-                 "regression": regression.item() / max(1, batch["m"].sum().item()),
-                 "classification": classification.item() / max(1, batch["m"].sum().item())}
-        if self.perturbations is not None:
-            pert_loss, pert_parts = self._perturbation_loss(beta)
-            loss = loss + pert_loss
-            parts.update(pert_parts)
-        parts["loss"] = loss.item()
-        return loss, parts
+    def _new_module(self, n_features: int) -> DrVAEModule:
+        s = self.settings
+        return DrVAEModule(n_features, len(self.drugs), s.latent_dim, list(s.encoder_hidden), list(s.decoder_hidden),
+                           s.rank, s.dropout, s.hierarchy, settings=s)
 
-    def _hierarchy_kl(self, mean, logvar, z1, grid_out, batch):
-        """KL(q(z1|x) || p(z1|z3,y)) + KL(q(z3|z1,y) || N(0, I)) per latent dimension.
-
-        y is the cell line's vector of sensitivity labels over drugs: observed labels where the pair was
-        screened, the classifier's probability q(y|z1, z2) elsewhere (the multi-drug analogue of Dr.VAE's
-        expectation over y for unlabelled examples)."""
-        module = self.module
-        labels = torch.where(batch["m"], batch["s"], torch.sigmoid(grid_out[..., 1]).to(batch["s"].dtype))
-        mean3, logvar3 = module.z3_posterior(torch.cat([z1, labels], -1)).chunk(2, -1)
-        z3 = mean3 + torch.exp(0.5 * logvar3) * torch.randn_like(mean3)
-        prior_mean, prior_logvar = module.z1_prior(torch.cat([z3, labels], -1)).chunk(2, -1)
-        kl_z1 = gaussian_kl(mean, logvar, prior_mean, prior_logvar)
-        kl_z3 = gaussian_kl(mean3, logvar3, torch.zeros_like(mean3), torch.zeros_like(logvar3))
-        return (kl_z1 + kl_z3).mean(0)
-
-    def _perturbation_loss(self, beta: float):
-        """Terms for (control x1, treated x2, drug d) pairs; x2 is reconstructed from q(z2|x2)."""
-        module, p, s = self.module, self.perturbations, self.settings
-        mean1, logvar1 = module.encode(p["x1"])
-        mean2, logvar2 = module.encode(p["x2"])
-        z1 = mean1 + torch.exp(0.5 * logvar1) * torch.randn_like(mean1)
-        z2 = mean2 + torch.exp(0.5 * logvar2) * torch.randn_like(mean2)
-        prior_mean = z1 + module.perturbation(z1, p["drug"])
-        prior_logvar = module.perturb_logvar(z1) - 2.0
-        z2_prior = prior_mean + torch.exp(0.5 * prior_logvar) * torch.randn_like(prior_mean)
-        n = len(z1)
-        reconstruction = (gaussian_nll(p["x1"], *module.decode(z1)) + gaussian_nll(p["x2"], *module.decode(z2))).sum() / n
-        perturbation = gaussian_nll(p["x2"], *module.decode(z2_prior)).sum() / n
-        kl_z2 = gaussian_kl(mean2, logvar2, prior_mean, prior_logvar).sum() / n
-        kl_z1 = gaussian_kl(mean1, logvar1, torch.zeros_like(mean1), torch.zeros_like(logvar1)).sum() / n
-        loss = reconstruction + s.perturbation_weight * perturbation + beta * (kl_z1 + kl_z2)
-        return loss, {"pair_reconstruction": reconstruction.item(), "pair_perturbation": perturbation.item(),
-                      "pair_kl_z2": kl_z2.item()}
-
-    def _validation_score(self, batch):
-        out = self.module.predict_grid(batch["x"]).float()
-        regression, classification = self._supervised(out, batch)
-        n = max(1, batch["m"].sum().item())
-        return regression.item() / n, {"validation_mse": 2 * regression.item() / n,
-                                       "validation_bce": classification.item() / n}
-
-    # -- the model interface ------------------------------------------------------------------------
     def fit(self, data: TrainingData, checkpoint_dir=None) -> None:
         s = self.settings
         torch.manual_seed(data.seed)
         self.fit_response_scaling(data)
-        n_features = sum(data.cells.views[v].n_vars for v in s.views)
-        self.module = DrVAEModule(n_features, len(self.drugs), s.latent_dim, list(s.encoder_hidden),
-                                  list(s.decoder_hidden), s.rank, s.dropout, s.hierarchy)
+        self.module = self._new_module(sum(data.cells.views[v].n_vars for v in s.views))
         trainer = self.trainer(data, checkpoint_dir)
         device = trainer.device
         train = self._tensors(data.cells, data.train, device)
@@ -243,10 +225,14 @@ class DrVAE(NeuralResponseModel):
                 raise ValueError("perturbation pairs need the generative model (generative: true), not multitask_mlp")
             self.perturbations = self._perturbation_tensors(data.perturbations, device)
 
-        def loss_fn(index):
-            return self._loss({key: value[index] for key, value in train.items()}, trainer.epoch)
+        def loss_fn(index, kl_weight):
+            return self._loss({key: value[index] for key, value in train.items()}, kl_weight)
 
-        self.run_trainer(trainer, loss_fn, lambda: self._validation_score(validation), len(train["x"]))
+        def validate():
+            return self.validation_terms(self.module.predict_grid(validation["x"]), validation["y"], validation["s"],
+                                         validation["m"])
+
+        self.run_trainer(trainer, loss_fn, validate, len(train["x"]))
         self.perturbations = None  # pairs are training data, not part of the fitted state
 
     def _perturbation_tensors(self, pairs: dict, device):
@@ -273,19 +259,13 @@ class DrVAE(NeuralResponseModel):
         return self.module.encode(x)[0].numpy()
 
     def state(self):
-        arrays = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
         meta = {"drugs": self.drugs, "n_features": int(self.module.decoder_mean.out_features),
                 "lower_is_sensitive": bool(self.lower_is_sensitive), "settings": asdict(self.settings)}
-        return meta, {**arrays, **self.scaling_state()}
+        return meta, {**self.module_arrays(), **self.scaling_state()}
 
     def load_state(self, meta, arrays):
-        s = self.settings
         self.load_scaling_state(meta, arrays)
-        self.module = DrVAEModule(meta["n_features"], len(self.drugs), s.latent_dim, list(s.encoder_hidden),
-                                  list(s.decoder_hidden), s.rank, s.dropout, s.hierarchy)
-        self.module.load_state_dict({k.removeprefix("module."): torch.from_numpy(v)
-                                     for k, v in arrays.items() if k.startswith("module.")})
-        self.module.eval()
+        self.load_module(self._new_module(meta["n_features"]), arrays)
 
 
 class MultitaskMLP(DrVAE):

@@ -11,8 +11,6 @@ mean squared error; training is the shared ``drp.training.Trainer`` (GPU, checkp
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,26 +18,24 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..training import Trainer, TrainerSettings
-from .base import CellLineData, DrugResponseModel, TrainingData
+from ..training import TrainerSettings
+from .base import CellLineData, TrainingData
+from .neural import NeuralModel
 from .pair_features import PairFeatures
 
 
 @dataclass
-class MLPSettings:
+class MLPSettings(TrainerSettings):
+    max_epochs: int = 100
+    weight_decay: float = 1e-5
+    batch_size: int = 128  # cell lines per batch (with all their training pairs)
+    patience: int = 10
+    min_epochs: int = 5
+    checkpoint_every: int = 10
     views: tuple = ("expression",)
     max_features_per_view: int | None = None
     hidden: tuple = (512, 128)
     dropout: float = 0.2
-    max_epochs: int = 100
-    patience: int = 10
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-5
-    batch_size: int = 128  # cell lines per batch (with all their training pairs)
-    checkpoint_every: int = 10
-    device: str = "auto"
-    progress: bool = True
-    fixed_epochs: bool = False  # set by refit_params: exactly max_epochs, no early stopping
 
 
 class FastDropout(nn.Module):
@@ -81,17 +77,14 @@ class PairMLPModule(nn.Module):
         return self.body(first).squeeze(-1)
 
 
-class PairMLP(DrugResponseModel):
-    uses_validation = True
+class PairMLP(NeuralModel):
     handles_unseen_drugs = True
+    settings_class = MLPSettings
 
     def __init__(self, **params):
-        self.settings = MLPSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
         super().__init__(**params)
         self.features = PairFeatures(list(self.settings.views), self.settings.max_features_per_view)
-        self.module = None
         self.response_mean, self.response_std = 0.0, 1.0
-        self.history = pd.DataFrame()
 
     def _tensors(self, cells: CellLineData, pairs: pd.DataFrame, device) -> dict:
         cell_index, drug_index = pd.Index(sorted(pairs.cell_line.unique())), pd.Index(sorted(pairs.drug.unique()))
@@ -112,15 +105,7 @@ class PairMLP(DrugResponseModel):
         self.response_std = float(data.train.response.std(ddof=0)) or 1.0
         self.module = PairMLPModule(self.features.n_cell_features, len(self.features.drug_bits), list(s.hidden),
                                     s.dropout)
-        fingerprint = json.dumps({"params": self.params, "seed": data.seed, "cells": list(data.cells.cell_lines),
-                                  "pairs": int(pd.util.hash_pandas_object(data.train_and_validation, index=False).sum()),
-                                  "omics": hashlib.sha256(self.features.cell_matrix(data.cells, data.cells.cell_lines)
-                                                          .tobytes()).hexdigest()})
-        trainer = Trainer(self.module, TrainerSettings(
-            max_epochs=s.max_epochs, learning_rate=s.learning_rate, weight_decay=s.weight_decay,
-            batch_size=s.batch_size, patience=s.patience, min_epochs=min(5, s.max_epochs),
-            checkpoint_every=s.checkpoint_every, device=s.device, progress=s.progress, fixed_epochs=s.fixed_epochs),
-            data.seed, data.checkpoint_dir, fingerprint)
+        trainer = self.new_trainer(data, self.features.cell_matrix(data.cells, data.cells.cell_lines))
         train = self._tensors(data.cells, data.train, trainer.device)
         validation = self._tensors(data.cells, data.validation if len(data.validation) else data.train, trainer.device)
 
@@ -128,7 +113,7 @@ class PairMLP(DrugResponseModel):
         position = torch.full((n_cells,), -1, dtype=torch.long, device=trainer.device)
         selected = torch.zeros(n_cells, dtype=torch.bool, device=trainer.device)
 
-        def loss(cells):  # a batch of cell lines (indices into x_cells) with all their pairs
+        def loss(cells, kl_weight):  # a batch of cell lines (indices into x_cells) with all their pairs; no KL
             position[cells] = torch.arange(len(cells), device=trainer.device)
             selected.zero_()[cells] = True
             in_batch = selected[train["cell"]]  # a gather: ~10x cheaper than torch.isin, which sorts
@@ -142,13 +127,7 @@ class PairMLP(DrugResponseModel):
             mse = float(torch.mean((predicted.float() - validation["y"]) ** 2))
             return mse, {"validation_mse": mse}
 
-        self.history = trainer.fit(loss, validate, len(train["x_cells"]))
-        self.validation_score, self.best_epoch = trainer.best_score, trainer.best_epoch
-        self.module = trainer.module.cpu().eval()
-
-    def refit_params(self) -> dict:
-        """The epochs at which validation was best, without early stopping."""
-        return {**self.params, "max_epochs": max(1, self.best_epoch), "fixed_epochs": True}
+        self.run_trainer(trainer, loss, validate, len(train["x_cells"]))
 
     @torch.no_grad()
     def predict(self, pairs: pd.DataFrame, cells: CellLineData) -> pd.DataFrame:
@@ -158,15 +137,11 @@ class PairMLP(DrugResponseModel):
 
     def state(self):
         meta, arrays = self.features.state()
-        weights = {f"module.{k}": v.numpy() for k, v in self.module.state_dict().items()}
         return ({**meta, "response_mean": self.response_mean, "response_std": self.response_std,
-                 "n_drug_bits": len(self.features.drug_bits)}, {**arrays, **weights})
+                 "n_drug_bits": len(self.features.drug_bits)}, {**arrays, **self.module_arrays()})
 
     def load_state(self, meta, arrays):
         self.features.load_state(meta, arrays)
         self.response_mean, self.response_std = meta["response_mean"], meta["response_std"]
-        self.module = PairMLPModule(self.features.n_cell_features, meta["n_drug_bits"], list(self.settings.hidden),
-                                    self.settings.dropout)
-        self.module.load_state_dict({k.removeprefix("module."): torch.as_tensor(v) for k, v in arrays.items()
-                                     if k.startswith("module.")})
-        self.module.eval()
+        self.load_module(PairMLPModule(self.features.n_cell_features, meta["n_drug_bits"], list(self.settings.hidden),
+                                       self.settings.dropout), arrays)

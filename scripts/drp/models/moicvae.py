@@ -14,6 +14,7 @@ After Wang et al. (2023), with the original code's leakage and masking problems 
   sensitivity logit. A new cell line (cell-blind) is a fully masked column: it is predicted from its omics
   alone through z_c.
 - Scalers (per-drug mean and std) and thresholds (per-drug median) come from training pairs only.
+The module follows scvi-tools' pattern (``inference``, ``generative``, ``loss``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .base import CellLineData, TrainingData
-from .neural import NeuralResponseModel, NeuralSettings
-from .drvae import gaussian_kl, gaussian_nll, mlp
+from .blocks import GaussianEncoder, MLPHead, gaussian_kl, gaussian_nll, kl_free_bits, reparameterize
+from .neural import NeuralResponseModel, NeuralSettings, response_objective, supervised_terms
 
 LIKELIHOODS = {"expression": "gaussian", "cnv": "categorical", "mutation": "bernoulli"}
 UNKNOWN_TISSUE_SLOT = "__unknown__"
@@ -45,23 +46,33 @@ def product_of_experts(means, logvars, present):
     return mean, -torch.log(total_precision)
 
 
+@dataclass
+class MOICVAESettings(NeuralSettings):
+    views: tuple[str, ...] = ("expression", "cnv", "mutation")
+    latent_dim: int = 32
+    hidden: tuple[int, ...] = (256,)
+    drug_latent_dim: int = 16
+    drug_hidden: tuple[int, ...] = (128,)
+    dropout: float = 0.1
+
+
 class MOICVAEModule(nn.Module):
+    """The network and its objective (``settings``: the weights of its terms, defaults if None)."""
+
     def __init__(self, view_sizes: dict[str, int], n_tissues: int, n_drugs: int, n_train_cells: int,
                  latent_dim: int, hidden: list[int], drug_latent_dim: int, drug_hidden: list[int],
-                 dropout: float):
+                 dropout: float, settings: MOICVAESettings | None = None):
         super().__init__()
+        self.settings = settings or MOICVAESettings()
         self.views = list(view_sizes)
-        self.encoders = nn.ModuleDict({v: nn.Sequential(mlp([n + n_tissues, *hidden], dropout),
-                                                        nn.Linear(hidden[-1], 2 * latent_dim))
+        self.encoders = nn.ModuleDict({v: GaussianEncoder([n + n_tissues, *hidden], latent_dim, dropout)
                                        for v, n in view_sizes.items()})
         outputs = {v: n * (3 if LIKELIHOODS[v] == "categorical" else 2 if LIKELIHOODS[v] == "gaussian" else 1)
                    for v, n in view_sizes.items()}
-        self.decoders = nn.ModuleDict({v: nn.Sequential(mlp([latent_dim + n_tissues, *hidden[::-1]]),
-                                                        nn.Linear(hidden[0], outputs[v]))
+        self.decoders = nn.ModuleDict({v: MLPHead([latent_dim + n_tissues, *hidden[::-1]], outputs[v])
                                        for v in view_sizes})
         # drug VAE over the training response matrix: value and mask channels of every training cell line
-        self.drug_encoder = nn.Sequential(mlp([2 * n_train_cells, *drug_hidden], dropout),
-                                          nn.Linear(drug_hidden[-1], 2 * drug_latent_dim))
+        self.drug_encoder = GaussianEncoder([2 * n_train_cells, *drug_hidden], drug_latent_dim, dropout)
         # Response decoder: bilinear in the cell side [z, tissue] and the drug latent w (each drug's latent
         # spans a linear head over the cell side). It sees the tissue because the conditional VAE keeps
         # tissue out of z on purpose.
@@ -73,51 +84,71 @@ class MOICVAEModule(nn.Module):
         means, logvars, present = [], [], []
         for name in self.views:
             x = views[name]
-            observed = ~torch.isnan(x).any(-1)
-            out = self.encoders[name](torch.cat([torch.nan_to_num(x), tissue], -1))
-            mean, logvar = out.chunk(2, -1)
+            mean, logvar = self.encoders[name](torch.cat([torch.nan_to_num(x), tissue], -1))
             means.append(mean)
-            logvars.append(logvar.clamp(-8.0, 8.0))
-            present.append(observed)
+            logvars.append(logvar)
+            present.append(~torch.isnan(x).any(-1))
         return product_of_experts(torch.stack(means), torch.stack(logvars), torch.stack(present))
 
-    def reconstruction_nll(self, z, tissue, views: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]):
-        """Negative log-likelihood of every observed view, summed over features: (cells,)."""
-        total = torch.zeros(len(z), device=z.device)
-        decoder_input = torch.cat([z, tissue], -1)
-        for name in self.views:
-            out = self.decoders[name](decoder_input)
-            observed = ~torch.isnan(views[name]).any(-1)
-            kind = LIKELIHOODS[name]
-            if kind == "gaussian":
-                mean, logvar = out.chunk(2, -1)
-                nll = gaussian_nll(torch.nan_to_num(views[name]), mean, logvar.clamp(-8.0, 8.0))
-            elif kind == "categorical":
-                logits = out.view(len(z), -1, 3)
-                nll = F.cross_entropy(logits.transpose(1, 2), targets[name], reduction="none").sum(-1)
-            else:
-                nll = F.binary_cross_entropy_with_logits(out, targets[name], reduction="none").sum(-1)
-            total = total + nll * observed
-        return total
-
     def encode_drugs(self, values, mask):
-        mean, logvar = self.drug_encoder(torch.cat([values * mask, mask], -1)).chunk(2, -1)
-        return mean, logvar.clamp(-8.0, 8.0)
+        return self.drug_encoder(torch.cat([values * mask, mask], -1))
 
     def predict_grid(self, z, tissue, w):
         """Standardized response and sensitivity logit for every (cell, drug): (cells, drugs, 2)."""
         heads = torch.einsum("ijk,dj->dik", self.response, w)  # a linear head per drug
         return torch.einsum("bi,dik->bdk", torch.cat([z, tissue], -1), heads) + self.drug_bias
 
+    # -- the objective, as scvi-tools' modules: inference, generative, loss ---------------------------
+    def inference(self, views: dict[str, torch.Tensor], tissue, drug_values, drug_mask) -> dict:
+        """q(z|views, tissue) of the cell lines and q(w|response matrix) of every drug, with a sample of each."""
+        qz_mean, qz_logvar = self.encode(views, tissue)
+        z = reparameterize(qz_mean, qz_logvar)  # before the drug encoder's dropout: the random draws' order
+        qw_mean, qw_logvar = self.encode_drugs(drug_values, drug_mask)
+        return {"qz_mean": qz_mean, "qz_logvar": qz_logvar, "z": z, "qw_mean": qw_mean, "qw_logvar": qw_logvar,
+                "w": reparameterize(qw_mean, qw_logvar)}
 
-@dataclass
-class MOICVAESettings(NeuralSettings):
-    views: tuple[str, ...] = ("expression", "cnv", "mutation")
-    latent_dim: int = 32
-    hidden: tuple[int, ...] = (256,)
-    drug_latent_dim: int = 16
-    drug_hidden: tuple[int, ...] = (128,)
-    dropout: float = 0.1
+    def generative(self, z, tissue, w) -> dict:
+        """Each view's likelihood parameters given [z, tissue] (by LIKELIHOODS: mean and log-variance, 3
+        logits per feature, or a logit), and the response grid from z, tissue and w."""
+        decoder_input = torch.cat([z, tissue], -1)
+        return {"views": {name: self.decoders[name](decoder_input) for name in self.views},
+                "response": self.predict_grid(z, tissue, w)}
+
+    def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0):
+        """The loss per cell line of the batch and its named terms: the ELBO of the batch's cell lines and
+        their response terms, and the drug VAE's KL spread over all ``n_cells`` training cell lines."""
+        s, q = self.settings, inference_outputs
+        n = len(q["z"])
+        reconstruction = self.reconstruction_nll(generative_outputs["views"], tensors["views"], tensors["targets"])
+        reconstruction = reconstruction.sum()
+        kl_z = kl_free_bits(gaussian_kl(q["qz_mean"], q["qz_logvar"]), s.free_bits)
+        kl_w = gaussian_kl(q["qw_mean"], q["qw_logvar"]).sum()
+        regression, classification = supervised_terms(generative_outputs["response"], tensors["y"], tensors["s"],
+                                                      tensors["m"])
+        loss, parts = response_objective(s, regression, classification, tensors["m"], reconstruction, kl_z, kl_weight)
+        loss = loss + kl_weight * kl_w / tensors["n_cells"]
+        return loss, {"loss": loss.item(), "reconstruction": reconstruction.item() / n, "kl": kl_z.item() / n,
+                      "kl_drugs": kl_w.item(), **parts}
+
+    def forward(self, tensors, kl_weight: float = 1.0):
+        q = self.inference(tensors["views"], tensors["tissue"], tensors["y_drug"], tensors["m_drug"])
+        return self.loss(tensors, q, self.generative(q["z"], tensors["tissue"], q["w"]), kl_weight)
+
+    def reconstruction_nll(self, outputs: dict, views: dict, targets: dict):
+        """Negative log-likelihood of every observed view, summed over features: (cells,)."""
+        total = torch.zeros(len(views[self.views[0]]), device=views[self.views[0]].device)
+        for name in self.views:
+            out, observed, kind = outputs[name], ~torch.isnan(views[name]).any(-1), LIKELIHOODS[name]
+            if kind == "gaussian":
+                mean, logvar = out.chunk(2, -1)
+                nll = gaussian_nll(torch.nan_to_num(views[name]), mean, logvar.clamp(-8.0, 8.0))
+            elif kind == "categorical":
+                logits = out.view(len(out), -1, 3).transpose(1, 2)
+                nll = F.cross_entropy(logits, targets[name], reduction="none").sum(-1)
+            else:
+                nll = F.binary_cross_entropy_with_logits(out, targets[name], reduction="none").sum(-1)
+            total = total + nll * observed
+        return total
 
 
 class MOICVAE(NeuralResponseModel):
@@ -155,44 +186,19 @@ class MOICVAE(NeuralResponseModel):
         tissue = torch.as_tensor(self._tissue_onehot(cells.tissue.reindex(cell_index).fillna("")), device=device)
         return {"views": views, "targets": targets, "tissue": tissue}
 
-    # -- the objective --------------------------------------------------------------------------------
-    def _loss(self, index, data: dict, epoch: int):
-        s, module = self.settings, self.module
-        views = {k: v[index] for k, v in data["views"].items()}
-        targets = {k: v[index] for k, v in data["targets"].items()}
-        tissue = data["tissue"][index]
-        mean, logvar = module.encode(views, tissue)
-        z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-        reconstruction = module.reconstruction_nll(z, tissue, views, targets).sum()
-        kl_z = torch.clamp(gaussian_kl(mean, logvar, torch.zeros_like(mean), torch.zeros_like(logvar)).mean(0),
-                           min=s.free_bits).sum() * len(index)
-        # the drug VAE sees the whole training matrix (values and mask); the batch's cells are decoded
-        w_mean, w_logvar = module.encode_drugs(data["y_drug"], data["m_drug"])
-        w = w_mean + torch.exp(0.5 * w_logvar) * torch.randn_like(w_mean)
-        kl_w = gaussian_kl(w_mean, w_logvar, torch.zeros_like(w_mean), torch.zeros_like(w_logvar)).sum()
-        out = module.predict_grid(z, tissue, w)
-        mask = data["m"][index]
-        regression = (0.5 * (out[..., 0] - data["y"][index]) ** 2 * mask).sum()
-        classification = (F.binary_cross_entropy_with_logits(out[..., 1], data["s"][index], reduction="none") * mask).sum()
-        beta = min(1.0, (epoch + 1) / max(1, s.warmup_epochs))
-        n = len(index)
-        loss = (reconstruction + beta * kl_z + s.supervised_weight * (regression + s.classifier_weight * classification)) / n \
-            + beta * kl_w / data["n_cells"]
-        n_pairs = max(1.0, mask.sum().item())
-        return loss, {"loss": loss.item(), "reconstruction": reconstruction.item() / n, "kl": kl_z.item() / n,
-                      "kl_drugs": kl_w.item(), "regression": regression.item() / n_pairs,
-                      "classification": classification.item() / n_pairs}
+    # -- training -------------------------------------------------------------------------------------
+    def _loss(self, index, data: dict, kl_weight: float):
+        """The module's loss on the cell lines ``index`` of ``data``; the drug VAE sees the whole training
+        matrix (values and mask) every step."""
+        batch = {key: data[key][index] for key in ("tissue", "y", "s", "m")}
+        batch.update({key: {k: v[index] for k, v in data[key].items()} for key in ("views", "targets")})
+        return self.module({**data, **batch}, kl_weight)
 
     def _validation_score(self, data: dict, train: dict):
         module = self.module
         z, _ = module.encode(data["views"], data["tissue"])
         w, _ = module.encode_drugs(train["y_drug"], train["m_drug"])
-        out = module.predict_grid(z, data["tissue"], w).float()
-        mask = data["m"]
-        n = max(1.0, mask.sum().item())
-        regression = ((0.5 * (out[..., 0] - data["y"]) ** 2) * mask).sum().item() / n
-        classification = (F.binary_cross_entropy_with_logits(out[..., 1], data["s"], reduction="none") * mask).sum().item() / n
-        return regression, {"validation_mse": 2 * regression, "validation_bce": classification}
+        return self.validation_terms(module.predict_grid(z, data["tissue"], w), data["y"], data["s"], data["m"])
 
     def _data(self, cells: CellLineData, pairs: pd.DataFrame, device) -> dict:
         cell_index = pd.Index(sorted(pairs.cell_line.unique()))
@@ -222,7 +228,7 @@ class MOICVAE(NeuralResponseModel):
         train = self._data(data.cells, data.train, trainer.device)
         train["y_drug"], train["m_drug"] = train["y"].T.contiguous(), train["m"].T.contiguous()
         validation = self._data(data.cells, data.validation if len(data.validation) else data.train, trainer.device)
-        self.run_trainer(trainer, lambda index: self._loss(index, train, trainer.epoch),
+        self.run_trainer(trainer, lambda index, kl_weight: self._loss(index, train, kl_weight),
                          lambda: self._validation_score(validation, train), train["n_cells"])
         with torch.no_grad():  # drugs are fixed after training: keep their latent means, not the matrix
             self.drug_latent = self.module.encode_drugs(train["y_drug"].cpu(), train["m_drug"].cpu())[0].numpy()
@@ -230,7 +236,7 @@ class MOICVAE(NeuralResponseModel):
     def _new_module(self, view_sizes: dict[str, int], n_train_cells: int) -> MOICVAEModule:
         s = self.settings
         return MOICVAEModule(view_sizes, len(self.tissues), len(self.drugs), n_train_cells, s.latent_dim,
-                             list(s.hidden), s.drug_latent_dim, list(s.drug_hidden), s.dropout)
+                             list(s.hidden), s.drug_latent_dim, list(s.drug_hidden), s.dropout, settings=s)
 
     @torch.no_grad()
     def encode(self, cells: CellLineData) -> np.ndarray:
@@ -247,7 +253,7 @@ class MOICVAE(NeuralResponseModel):
         return self.pair_predictions(out, pairs, cell_index)
 
     def state(self):
-        arrays = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+        arrays = self.module_arrays()
         arrays.update(self.scaling_state(), drug_latent=self.drug_latent,
                       **{f"raw_mean.{v}": m for v, (m, _) in self.raw_scale.items()},
                       **{f"raw_std.{v}": sd for v, (_, sd) in self.raw_scale.items()})
@@ -261,10 +267,7 @@ class MOICVAE(NeuralResponseModel):
     def load_state(self, meta, arrays):
         self.load_scaling_state(meta, arrays)
         self.tissues = meta["tissues"]
-        self.module = self._new_module(meta["view_sizes"], meta["n_train_cells"])
-        self.module.load_state_dict({k.removeprefix("module."): torch.from_numpy(v)
-                                     for k, v in arrays.items() if k.startswith("module.")})
-        self.module.eval()
+        self.load_module(self._new_module(meta["view_sizes"], meta["n_train_cells"]), arrays)
         self.drug_latent = arrays["drug_latent"]
         self.raw_scale = {v: (arrays[f"raw_mean.{v}"], arrays[f"raw_std.{v}"])
                           for v in self.settings.views if LIKELIHOODS[v] != "gaussian"}

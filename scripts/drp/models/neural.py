@@ -1,5 +1,6 @@
-"""What the neural models share: training settings, per-drug response scaling, the response grid,
-the checkpoint fingerprint and turning a (cells, drugs) output grid into per-pair predictions."""
+"""What the neural models share: settings, the trainer and the refit at the best epoch; and what the VAEs
+share: per-drug response scaling, the response grid and its supervised terms, the checkpoint fingerprint
+and turning a (cells, drugs) output grid into per-pair predictions."""
 
 from __future__ import annotations
 
@@ -9,48 +10,94 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import torch
+from torch.nn import functional as F
 
 from ..training import Trainer, TrainerSettings
 from .base import DrugResponseModel, TrainingData
 
 
 @dataclass
-class NeuralSettings:
+class NeuralSettings(TrainerSettings):
+    """The VAEs' settings: the training ones (other defaults) and the weights of their objective."""
+
+    weight_decay: float = 1e-4
+    warmup_epochs: int = 20  # linear KL warm-up
     supervised_weight: float = 1.0  # weight of the response terms against the ELBO
     classifier_weight: float = 1.0  # of the sensitivity classifier relative to the regression
     free_bits: float = 0.05  # nats per latent dimension
-    warmup_epochs: int = 20  # linear KL warm-up
-    max_epochs: int = 300
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int | None = None
-    patience: int = 30
-    checkpoint_every: int = 25
-    device: str = "auto"
-    progress: bool = True
-    fixed_epochs: bool = False  # set by refit_params: exactly max_epochs, no early stopping
-
-    def trainer_settings(self) -> TrainerSettings:
-        return TrainerSettings(max_epochs=self.max_epochs, learning_rate=self.learning_rate,
-                               weight_decay=self.weight_decay, batch_size=self.batch_size, patience=self.patience,
-                               checkpoint_every=self.checkpoint_every, device=self.device, progress=self.progress,
-                               fixed_epochs=self.fixed_epochs)
 
 
-class NeuralResponseModel(DrugResponseModel):
-    """Base of the VAEs: subclasses set ``settings_class`` and build their module and loss."""
+def supervised_terms(out, y, sensitive, mask):
+    """Masked sums over a (cells, drugs, 2) output grid: half the squared error of the standardized
+    response (column 0) and the cross-entropy of the sensitivity logit (column 1)."""
+    regression = 0.5 * (out[..., 0] - y) ** 2
+    classification = F.binary_cross_entropy_with_logits(out[..., 1], sensitive, reduction="none")
+    return (regression * mask).sum(), (classification * mask).sum()
+
+
+def response_objective(settings: NeuralSettings, regression, classification, mask, reconstruction=0.0, kl=0.0,
+                       kl_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """The loss per cell line of the batch (reconstruction + kl_weight x KL + the weighted response terms),
+    and the response terms per observed pair, for the history."""
+    n_pairs = max(1, mask.sum().item())
+    loss = (reconstruction + kl_weight * kl
+            + settings.supervised_weight * (regression + settings.classifier_weight * classification)) / len(mask)
+    return loss, {"regression": regression.item() / n_pairs, "classification": classification.item() / n_pairs}
+
+
+class NeuralModel(DrugResponseModel):
+    """A torch model trained by ``drp.training.Trainer``; subclasses set ``settings_class`` and ``module``."""
 
     uses_validation = True
-    settings_class = NeuralSettings
+    settings_class = TrainerSettings
 
     def __init__(self, **params):
         self.settings = self.settings_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
         super().__init__(**params)
         self.module = None
+        self.history = pd.DataFrame()
+
+    def new_trainer(self, data: TrainingData, omics: np.ndarray, checkpoint_dir=None, **identity) -> Trainer:
+        """The shared trainer, with a fingerprint of the fit (params, seed, cell lines, pairs, the ``omics``
+        matrix the module sees and ``identity``) so that a checkpoint resumes only the very same fit."""
+        fingerprint = json.dumps({
+            "params": self.params, "seed": data.seed, "cells": list(data.cells.cell_lines),
+            "pairs": int(pd.util.hash_pandas_object(data.train_and_validation, index=False).sum()),
+            "omics": hashlib.sha256(omics.tobytes()).hexdigest(), **identity})
+        return Trainer(self.module, self.settings, data.seed, checkpoint_dir or data.checkpoint_dir, fingerprint)
+
+    def run_trainer(self, trainer: Trainer, loss_fn, validate_fn, n_samples: int) -> None:
+        """Train, then keep the history, the best validation score and the best weights on the CPU."""
+        self.history = trainer.fit(loss_fn, validate_fn, n_samples)
+        self.validation_score, self.best_epoch = trainer.best_score, trainer.best_epoch
+        self.module = trainer.module.cpu().eval()
+
+    def refit_params(self) -> dict:
+        """The epochs at which validation was best, without early stopping."""
+        return {**self.params, "max_epochs": max(1, self.best_epoch), "fixed_epochs": True}
+
+    def module_arrays(self) -> dict[str, np.ndarray]:
+        """The module's weights as saved: arrays.npz keys ``module.<parameter name>``."""
+        return {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+
+    def load_module(self, module: torch.nn.Module, arrays: dict) -> None:
+        """``module`` (freshly built) with the saved weights, in evaluation mode."""
+        module.load_state_dict({k.removeprefix("module."): torch.as_tensor(v) for k, v in arrays.items()
+                                if k.startswith("module.")})
+        self.module = module.eval()
+
+
+class NeuralResponseModel(NeuralModel):
+    """Base of the VAEs: per-drug heads over a (cells, drugs) grid of standardized responses."""
+
+    settings_class = NeuralSettings
+
+    def __init__(self, **params):
+        super().__init__(**params)
         self.drugs: list[str] = []
         self.lower_is_sensitive = True
         self.response_mean = self.response_std = self.threshold = np.zeros(0, dtype=np.float32)
-        self.history = pd.DataFrame()
 
     def fit_response_scaling(self, data: TrainingData) -> None:
         """Per-drug mean, std and median of the training pairs only (never validation or test)."""
@@ -76,26 +123,17 @@ class NeuralResponseModel(DrugResponseModel):
         return standardized, sensitive.astype(np.float32) * mask, mask
 
     def trainer(self, data: TrainingData, checkpoint_dir=None) -> Trainer:
-        """The shared trainer, with a fingerprint so that a checkpoint resumes only the very same fit."""
         views = list(self.settings.views)
-        fingerprint = json.dumps({
-            "params": self.params, "seed": data.seed, "drugs": self.drugs, "cells": list(data.cells.cell_lines),
-            "features": {v: list(data.cells.views[v].var_names) for v in views},
-            "pairs": int(pd.util.hash_pandas_object(data.train_and_validation, index=False).sum()),
-            "omics": hashlib.sha256(data.cells.matrix(views, data.cells.cell_lines).tobytes()).hexdigest(),
-        })
-        return Trainer(self.module, self.settings.trainer_settings(), data.seed,
-                       checkpoint_dir or data.checkpoint_dir, fingerprint)
+        return self.new_trainer(data, data.cells.matrix(views, data.cells.cell_lines), checkpoint_dir, drugs=self.drugs,
+                                features={v: list(data.cells.views[v].var_names) for v in views})
 
-    def run_trainer(self, trainer: Trainer, loss_fn, validate_fn, n_samples: int) -> None:
-        """Train, then keep the history, the best validation score and the best weights on the CPU."""
-        self.history = trainer.fit(loss_fn, validate_fn, n_samples)
-        self.validation_score, self.best_epoch = trainer.best_score, trainer.best_epoch
-        self.module = trainer.module.cpu().eval()
-
-    def refit_params(self) -> dict:
-        """The epochs at which validation was best, without early stopping."""
-        return {**self.params, "max_epochs": max(1, self.best_epoch), "fixed_epochs": True}
+    def validation_terms(self, out, y, sensitive, mask) -> tuple[float, dict]:
+        """Half the mean squared error over the observed pairs of a (cells, drugs, 2) output grid, and the
+        mean squared error and cross-entropy."""
+        regression, classification = supervised_terms(out.float(), y, sensitive, mask)
+        n = max(1, mask.sum().item())
+        return regression.item() / n, {"validation_mse": 2 * regression.item() / n,
+                                       "validation_bce": classification.item() / n}
 
     def pair_predictions(self, grid: np.ndarray, pairs: pd.DataFrame, cells: pd.Index) -> pd.DataFrame:
         """``pairs`` with y_pred (de-standardized) and p_sensitive from a (cells, drugs, 2) output grid;

@@ -1,4 +1,5 @@
-"""Rule build_perturbations_<name>: LINCS L1000 (control, treated) pairs for a data set's cell lines and drugs."""
+"""Rule build_perturbations_<name>: LINCS L1000 (control, treated) pairs for a data set's cell lines and drugs
+(level 3 with inst_info, plate-matched; level 5 with sig_info)."""
 
 from drp.workflow import run_stage
 

@@ -1,5 +1,5 @@
 """drp.sources.lincs on small SYNTHETIC files written in the real GEO LINCS L1000 formats (GCTX = HDF5 with the
-matrix stored transposed, as cmapPy writes it; sig_info/gene_info TSVs, one gzipped)."""
+matrix stored transposed, as cmapPy writes it; sig_info/inst_info/gene_info TSVs, some gzipped)."""
 
 import gzip
 import logging
@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drp.sources.lincs import build_perturbation_pairs, read_gctx, read_gene_info, read_sig_info
+from drp.sources.lincs import (build_level3_pairs, build_perturbation_pairs, perturbation_level, read_gctx,
+                               read_gene_info, read_inst_info, read_sig_info)
 
 
 def write_synthetic_gctx(path, data: pd.DataFrame, drop_key: str | None = None):
@@ -189,3 +190,171 @@ def test_no_pair_left_is_an_error(lincs_files):
     gctx_path, sig_path, gene_path, _ = lincs_files
     with pytest.raises(ValueError, match="no treated signatures"):
         build_perturbation_pairs(gctx_path, sig_path, gene_path, cell_lines=["A549"], drugs=["vorinostat"])
+
+
+# ---- level 3: instances (wells) paired with vehicle controls of the same RNA plate. SYNTHETIC files. ----
+
+INST_COLUMNS = ["inst_id", "rna_plate", "rna_well", "pert_id", "pert_iname", "pert_type", "pert_dose",
+                "pert_dose_unit", "pert_time", "pert_time_unit", "cell_id"]
+
+
+def inst(inst_id, plate, iname, ptype, cell, dose=10.0, time=6):
+    return [inst_id, plate, "A01", "BRD-X" if ptype == "trt_cp" else "DMSO", iname, ptype, dose,
+            "µM" if ptype == "trt_cp" else "%", time, "h", cell]
+
+
+@pytest.fixture
+def level3_files(tmp_path):
+    rows = [
+        inst("t_p1", "SYN_MCF7_6H_P1", "Vorinostat", "trt_cp", "MCF7"),         # plate P1 has 2 controls
+        inst("t_p1_lo", "SYN_MCF7_6H_P1", " vorinostat ", "trt_cp", "MCF7", 1.0),
+        inst("t_p2", "SYN_MCF7_6H_P2", "vorinostat", "trt_cp", "MCF-7"),        # plate P2 has 1 control
+        inst("t_p3", "SYN_MCF7_6H_P3", "vorinostat", "trt_cp", "MCF7"),         # plate P3: no control
+        inst("t_24", "SYN_MCF7_24H_P4", "vorinostat", "trt_cp", "MCF7", time=24),  # other time
+        inst("t_other", "SYN_MCF7_6H_P1", "imatinib", "trt_cp", "MCF7"),        # drug not requested
+        inst("t_a549", "SYN_A549_6H_P5", "vorinostat", "trt_cp", "A549"),       # A549: no control at 6 h
+        inst("c_p1_a", "SYN_MCF7_6H_P1", "DMSO", "ctl_vehicle", "MCF7", -666),
+        inst("c_p1_b", "SYN_MCF7_6H_P1", "DMSO", "ctl_vehicle", "MCF7", -666),
+        inst("c_p2", "SYN_MCF7_6H_P2", "DMSO", "ctl_vehicle", "MCF7", -666),
+        inst("c_24", "SYN_MCF7_24H_P4", "DMSO", "ctl_vehicle", "MCF7", -666, 24),  # other time
+        inst("c_a549_24", "SYN_A549_24H_P6", "DMSO", "ctl_vehicle", "A549", -666, 24),
+        inst("u_p3", "SYN_MCF7_6H_P3", "UnTrt", "ctl_untrt", "MCF7", -666),     # not a vehicle control
+    ]
+    inst_info = pd.DataFrame(rows, columns=INST_COLUMNS)
+    inst_path = tmp_path / "synthetic_inst_info.txt.gz"
+    with gzip.open(inst_path, "wt") as handle:
+        inst_info.to_csv(handle, sep="\t", index=False)
+    gene_info = pd.DataFrame({"pr_gene_id": ["5720", "466", "6009", "2101"],
+                              "pr_gene_symbol": ["PSME1", "ATF1", "RHEB", "ESRRA"],
+                              "pr_is_lm": [1, 0, 1, 1]})
+    gene_path = tmp_path / "synthetic_gene_info.txt"
+    gene_info.to_csv(gene_path, sep="\t", index=False)
+    # log2-like values: 8 + (100 * gene + instance) / 100, distinct per (gene, instance)
+    data = 8 + grid(list(gene_info.pr_gene_id), list(inst_info.inst_id)) / 100
+    gctx_path = write_synthetic_gctx(tmp_path / "synthetic_level3.gctx", data)
+    return gctx_path, inst_path, gene_path, data
+
+
+def test_level3_x1_is_the_mean_of_same_plate_controls_only(level3_files, caplog):
+    gctx_path, inst_path, gene_path, data = level3_files
+    with caplog.at_level(logging.INFO, logger="drp.sources.lincs"):
+        x1, x2, pairs = build_level3_pairs(gctx_path, inst_path, gene_path, cell_lines=["MCF-7", "A-549"],
+                                           drugs=["VORINOSTAT"], pert_time=6)
+    landmarks = ["5720", "6009", "2101"]
+    assert list(x2.var_names) == ["PSME1", "RHEB", "ESRRA"] == list(x1.var_names)
+    assert list(x2.obs_names) == ["t_p1_lo", "t_p1", "t_p2"] == list(x1.obs_names)  # t_p3 skipped: no control
+    assert x2.obs.rna_plate.tolist() == ["SYN_MCF7_6H_P1", "SYN_MCF7_6H_P1", "SYN_MCF7_6H_P2"]
+    assert x2.obs.control_match.tolist() == ["plate"] * 3 and x2.obs.n_controls.tolist() == [2, 2, 1]
+    assert x2.obs.drug.tolist() == ["VORINOSTAT"] * 3 and x2.obs.cell_line.tolist() == ["MCF7"] * 3
+    np.testing.assert_array_equal(x2.X, data.loc[landmarks, ["t_p1_lo", "t_p1", "t_p2"]].T.to_numpy())
+    plate1 = data.loc[landmarks, ["c_p1_a", "c_p1_b"]].mean(axis=1).to_numpy()
+    plate2 = data.loc[landmarks, "c_p2"].to_numpy()
+    np.testing.assert_allclose(x1.X, np.vstack([plate1, plate1, plate2]), rtol=1e-6)
+    all_plates = data.loc[landmarks, ["c_p1_a", "c_p1_b", "c_p2"]].mean(axis=1).to_numpy()
+    assert not np.allclose(x1.X[2], all_plates)  # not the cell line's mean over plates
+    assert pairs.inst_id.tolist() == ["t_p1_lo", "t_p1", "t_p2"] and pairs.cell_id.tolist()[2] == "MCF-7"
+    stats = x2.uns["lincs"]
+    assert stats["level"] == 3 and stats["scale"] == "log2" and stats["genes"] == 3 and stats["landmarks_only"]
+    assert (stats["paired_plate_matched"], stats["paired_fallback"], stats["skipped_no_plate_control"],
+            stats["skipped_no_control"], stats["pairs"]) == (3, 0, 1, 1, 3)
+    assert stats["controls_used"] == 3  # the 24 h control and other plates' controls are not read in
+    assert "3 plate-matched, 0 fallback" in caplog.text and "1 skipped without a same-plate control" in caplog.text
+    assert "1 without any control" in caplog.text
+
+
+def test_level3_fallback_across_plates_uses_the_cell_lines_controls_at_that_time(level3_files):
+    gctx_path, inst_path, gene_path, data = level3_files
+    x1, x2, _ = build_level3_pairs(gctx_path, inst_path, gene_path, cell_lines=["MCF7", "A549"],
+                                   drugs=["vorinostat"], fallback_across_plates=True)
+    assert list(x2.obs_names) == ["t_p1_lo", "t_p1", "t_p2", "t_p3"]
+    assert x2.obs.control_match.tolist() == ["plate", "plate", "plate", "fallback"]
+    landmarks = ["5720", "6009", "2101"]
+    same_time = data.loc[landmarks, ["c_p1_a", "c_p1_b", "c_p2"]].mean(axis=1).to_numpy()  # not c_24
+    np.testing.assert_allclose(x1.X[3], same_time, rtol=1e-6)
+    np.testing.assert_allclose(x1.X[2], data.loc[landmarks, "c_p2"].to_numpy())  # plate match still preferred
+    assert x2.obs.n_controls.tolist()[3] == 3
+    stats = x2.uns["lincs"]
+    assert (stats["paired_plate_matched"], stats["paired_fallback"], stats["skipped_no_plate_control"],
+            stats["skipped_no_control"]) == (3, 1, 0, 1)  # A549 has no 6 h control on any plate
+
+
+def test_level3_all_genes_when_landmarks_only_is_off(level3_files):
+    gctx_path, inst_path, gene_path, data = level3_files
+    _, x2, _ = build_level3_pairs(gctx_path, read_inst_info(inst_path), read_gene_info(gene_path),
+                                  cell_lines=["MCF7"], drugs=["vorinostat"], pert_time=24, landmark_only=False)
+    assert list(x2.var_names) == ["PSME1", "ATF1", "RHEB", "ESRRA"] and list(x2.obs_names) == ["t_24"]
+    assert x2.uns["lincs"]["genes"] == 4 and not x2.uns["lincs"]["landmarks_only"]
+    np.testing.assert_array_equal(x2.X[0], data["t_24"].to_numpy())
+
+
+@pytest.mark.parametrize("column", ["rna_plate", "inst_id", "pert_time"])
+def test_inst_info_missing_column_is_named_with_the_file(tmp_path, column):
+    path = tmp_path / "synthetic_inst_info.txt"
+    pd.DataFrame([inst("i", "P", "d", "trt_cp", "MCF7")], columns=INST_COLUMNS).drop(columns=column) \
+        .to_csv(path, sep="\t", index=False)
+    with pytest.raises(ValueError, match=column) as err:
+        read_inst_info(path)
+    assert str(path) in str(err.value)
+    with pytest.raises(ValueError, match=column):
+        build_level3_pairs(tmp_path / "unused.gctx", path, pd.DataFrame(), ["MCF7"], ["d"])
+
+
+def test_level3_without_any_pair_is_an_error(level3_files):
+    gctx_path, inst_path, gene_path, _ = level3_files
+    with pytest.raises(ValueError, match="no treated instances"):
+        build_level3_pairs(gctx_path, inst_path, gene_path, cell_lines=["A549"], drugs=["vorinostat"],
+                           fallback_across_plates=True)
+
+
+def test_level5_records_its_scale(lincs_files):
+    gctx_path, sig_path, gene_path, _ = lincs_files
+    _, x2, _ = build_perturbation_pairs(gctx_path, sig_path, gene_path, cell_lines=["MCF7"], drugs=["vorinostat"])
+    assert x2.uns["lincs"]["level"] == 5 and x2.uns["lincs"]["scale"] == "zscore"
+
+
+def test_level_defaults_to_3_with_inst_info_and_5_with_sig_info_only():
+    assert perturbation_level({"inst_info": "x"}) == 3
+    assert perturbation_level({"sig_info": "x"}) == 5
+    assert perturbation_level({"sig_info": "x"}, {"inst_info": "y"}) == 3
+    assert perturbation_level({"level": 5, "inst_info": "x", "sig_info": "y"}) == 5
+
+
+def test_level3_pairs_are_scaled_with_the_folds_statistics(level3_files, tmp_path):
+    """log2 pairs go through the fold's (value - train_mean) / train_std, as the baseline omics did."""
+    import anndata as ad
+
+    from drp.features import fit_transform_view
+    from drp.stages.train import perturbation_arrays
+
+    gctx_path, inst_path, gene_path, data = level3_files
+    x1, x2, _ = build_level3_pairs(gctx_path, inst_path, gene_path, cell_lines=["MCF7"], drugs=["vorinostat"])
+    x2.layers["control"] = x1.X
+    path = tmp_path / "synthetic_perturbations.h5ad"
+    x2.write_h5ad(path)
+
+    # a synthetic raw expression view (log2-like, 4 training cell lines); the fold keeps RHEB, XX and PSME1
+    rng = np.random.default_rng(0)
+    raw = ad.AnnData(rng.normal(8, 2, size=(5, 3)).astype(np.float32),
+                     obs=pd.DataFrame({"tissue": ["t"] * 5}, index=["MCF7", "C1", "C2", "C3", "TEST"]),
+                     var=pd.DataFrame(index=["RHEB", "XX", "PSME1"]))
+    fitted = fit_transform_view(raw, pd.Index(["MCF7", "C1", "C2", "C3"]))
+    assert list(fitted.var_names) == ["RHEB", "XX", "PSME1"]
+    mean, std = fitted.var.train_mean.to_numpy(), fitted.var.train_std.to_numpy()
+
+    arrays = perturbation_arrays(path, fitted, cell_lines=["MCF7"])
+    assert arrays["x1"].shape == (3, 3) and arrays["drug"] == ["vorinostat"] * 3
+    row = list(x2.obs_names).index("t_p2")
+    expected_x2 = [(data.loc["6009", "t_p2"] - mean[0]) / std[0], 0.0, (data.loc["5720", "t_p2"] - mean[2]) / std[2]]
+    np.testing.assert_allclose(arrays["x2"][row], expected_x2, rtol=1e-5)
+    expected_x1 = [(data.loc["6009", "c_p2"] - mean[0]) / std[0], 0.0, (data.loc["5720", "c_p2"] - mean[2]) / std[2]]
+    np.testing.assert_allclose(arrays["x1"][row], expected_x1, rtol=1e-5)
+    # x2 - x1 is the log2 fold change over the same-plate control, in units of the training std
+    np.testing.assert_allclose(arrays["x2"][row, 0] - arrays["x1"][row, 0],
+                               (data.loc["6009", "t_p2"] - data.loc["6009", "c_p2"]) / std[0], rtol=1e-4)
+
+    clipped = fit_transform_view(raw, pd.Index(["MCF7", "C1", "C2", "C3"]), clip=0.5)
+    assert np.abs(perturbation_arrays(path, clipped, cell_lines=["MCF7"])["x2"]).max() <= 0.5
+
+    unscaled = ad.AnnData(np.zeros((1, 1), np.float32), var=pd.DataFrame(index=["RHEB"]))
+    with pytest.raises(ValueError, match="train_mean"):
+        perturbation_arrays(path, unscaled, cell_lines=["MCF7"])

@@ -97,24 +97,31 @@ for _dataset, _spec in config["datasets"].items():
             "../../scripts/build_folder_dataset.py"
 
 
-# Optional drug-perturbation pairs (LINCS L1000) for data sets that name them.
+# Optional drug-perturbation pairs (LINCS L1000) for data sets that name them. Level 3 (instances, paired
+# with same-plate vehicle controls) reads inst_info, level 5 (signatures) sig_info; the config schema has
+# already filled `level` (3 with inst_info, else 5). The data set's expression view, when it has one, is
+# read only to record how many LINCS genes it shares.
 for _dataset, _spec in config["datasets"].items():
     if "perturbations" not in _spec:
         continue
+    _lincs = _spec["perturbations"]
+    _lincs_meta = "inst_info" if _lincs.get("level", 3 if "inst_info" in _lincs else 5) == 3 else "sig_info"
 
     rule:
         name:
             f"build_perturbations_{_dataset}"
         input:
-            gctx=_spec["perturbations"]["gctx"],
-            sig_info=_spec["perturbations"]["sig_info"],
-            gene_info=_spec["perturbations"]["gene_info"],
+            gctx=_lincs["gctx"],
+            **{_lincs_meta: _lincs[_lincs_meta]},
+            gene_info=_lincs["gene_info"],
             cell_lines=f"results/{_dataset}/data/cell_lines.tsv",
             drugs=f"results/{_dataset}/data/drugs.tsv",
+            **({"expression": f"results/{_dataset}/data/expression.h5ad"}
+               if "expression" in (_spec.get("views") or []) else {}),
         output:
             f"results/{_dataset}/data/perturbations.h5ad",
         params:
-            settings=_spec["perturbations"],
+            settings=_lincs,
         log:
             f"logs/{_dataset}/build_perturbations.log",
         benchmark:

@@ -45,15 +45,37 @@ def preprocess_views(view_paths: Mapping, splits_path, fold: int, settings: Mapp
         write_h5ad(outputs[name], processed)
 
 
-def build_perturbations(paths: Mapping, settings: dict, output) -> None:
-    """LINCS (control, treated) pairs for the data set's cell lines and drugs: X = treated, layers["control"]."""
-    from ..sources.lincs import build_perturbation_pairs
+def build_perturbations(paths: Mapping, settings: Mapping, output) -> None:
+    """The rule's stage: LINCS pairs for the data set's cell lines and drugs, X = treated, layers["control"].
 
+    ``paths``: ``gctx``, ``gene_info``, ``inst_info`` (level 3) or ``sig_info`` (level 5), ``cell_lines``,
+    ``drugs`` and, optionally, the data set's raw ``expression`` view, to record how many of the kept
+    LINCS genes it has (``uns["lincs"]["genes_in_expression_view"]``).
+    """
+    import anndata as ad
+
+    from ..sources.lincs import build_level3_pairs, build_perturbation_pairs, perturbation_level
+
+    level = perturbation_level(settings, paths)
     cell_lines = read_cell_lines(paths["cell_lines"]).index
     drugs = read_drugs(paths["drugs"])["drug"]
-    control, treated, _ = build_perturbation_pairs(paths["gctx"], paths["sig_info"], paths["gene_info"], cell_lines,
-                                                   drugs, pert_time=settings.get("pert_time", 6),
-                                                   control_type=settings.get("control_type", "ctl_vehicle"))
+    common = dict(pert_time=settings.get("pert_time", 6), control_type=settings.get("control_type", "ctl_vehicle"),
+                  landmark_only=settings.get("landmarks_only", True))
+    if level == 3:
+        control, treated, _ = build_level3_pairs(paths["gctx"], paths["inst_info"], paths["gene_info"], cell_lines,
+                                                 drugs, fallback_across_plates=settings.get("fallback_across_plates",
+                                                                                            False), **common)
+    elif level == 5:
+        control, treated, _ = build_perturbation_pairs(paths["gctx"], paths["sig_info"], paths["gene_info"],
+                                                       cell_lines, drugs, **common)
+    else:
+        raise ValueError(f"perturbations.level: {level!r}; expected 3 (inst_info) or 5 (sig_info)")
+    if "expression" in paths.keys():
+        expression_genes = ad.read_h5ad(paths["expression"], backed="r").var_names
+        shared = int(treated.var_names.isin(expression_genes).sum())
+        treated.uns["lincs"]["genes_in_expression_view"] = shared
+        log.info("LINCS: %d of the %d kept genes are features of the expression view (%s)", shared,
+                 treated.n_vars, paths["expression"])
     treated.layers["control"] = control.X
     write_h5ad(output, treated)
 

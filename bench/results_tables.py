@@ -3,7 +3,8 @@
     .venv/bin/python bench/results_tables.py --dataset gdsc2 --modes LCO LTO
 
 Reads results/<ds>/<mode>/metrics/{summary,repeats,tuning,view_ablation}.tsv, statistics/{comparison,
-error_tests_summary}.tsv and results/cross_study/table.tsv; prints nothing it did not read. The metric
+error_tests_summary}.tsv, results/cross_study/table.tsv and results/<ds>/LCO/cross_study/<target>/comparison.tsv;
+prints nothing it did not read. The metric
 columns are means over folds of the mean over drugs within a fold, ± the sd over repeats when there are several;
 the difference to the strongest baseline has the corrected resampled t-test's 95% CI, then (when comparison.tsv
 has it) the 95% bootstrap CI over cell lines; "n/a" where a model has no finite difference.
@@ -123,6 +124,17 @@ def main() -> None:
         wide.columns = [f"{test} ({drugs[test]} drugs)" for test in wide.columns]
         print(f"#### Cross-study: mean per-drug {metric}, trained on {', '.join(table.train.unique())}\n")
         print(markdown(wide.reset_index()))
+    for comparison in sorted(args.results.glob(f"{args.dataset}/LCO/cross_study/*/comparison.tsv")):
+        table = pd.read_csv(comparison, sep="\t")
+        rows = pd.DataFrame({
+            "model": table.model,
+            "pearson": [f"{m:.3f}" + (f" ± {sd:.3f}" if math.isfinite(sd) else "") for m, sd in zip(table["mean"], table.sd)],
+            f"vs {table.reference.iloc[0]} (95% bootstrap CI)": [
+                difference(m, low, high) for m, low, high in
+                zip(table.mean_difference, table.bootstrap_ci_low, table.bootstrap_ci_high)]})
+        print(f"\n#### Cross-study {args.dataset} -> {comparison.parent.name}: mean per-drug pearson per repeat "
+              f"(± sd over {table.repeats.max()} repeats), against the strongest baseline\n")
+        print(markdown(rows))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import auxiliary
+
 
 class ConfigError(ValueError):
     pass
@@ -142,6 +144,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
         problems += _omics_source_problems(name, dataset, config["sources"])
     problems += _evaluation_problems(config)
     problems += _model_view_problems(config)
+    problems += auxiliary.config_problems(config)  # models.<name>.auxiliary_responses and its leakage rules
     baseline = config["evaluation"]["baseline"]
     if baseline not in config["run"]["models"]:
         problems.append(f"evaluation.baseline: {baseline!r} must be one of run.models, since every model is "

@@ -207,6 +207,33 @@ def cell_line_bootstrap(predictions: dict[str, pd.DataFrame], reference: str, mi
     return pd.DataFrame(rows, columns=["model", *BOOTSTRAP_COLUMNS])
 
 
+def cross_study_comparison(predictions: dict[str, pd.DataFrame], fold_repeat: dict[int, int], baselines: list[str],
+                           min_pairs: int, samples: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Cross-study (trained on one data set, predicting another): each repeat of the source's folds predicts
+    every target cell line once, so a repeat is the unit. Per model: the mean per-drug Pearson over the target's
+    pairs of each repeat (a drug's pairs pooled over the repeat's fold models), its mean and sd over repeats,
+    and its difference to the strongest of ``baselines`` (highest mean) with a percentile bootstrap interval
+    over the target's cell lines (``cell_line_bootstrap`` with the repeats as its folds: one resample of cell
+    lines applies to every repeat). ``predictions``: the target predictions with the source's ``fold``."""
+    by_repeat = {name: frame.assign(fold=frame["fold"].map(fold_repeat)) for name, frame in predictions.items()}
+    present = [b for b in baselines if b in by_repeat]
+    if not present:
+        raise ValueError(f"evaluation.baselines {baselines}: none of them has cross-study predictions")
+    cells = pd.Index(sorted(set().union(*(frame["cell_line"].unique() for frame in by_repeat.values()))))
+    per_repeat = {name: pearson_fold_means(frame, cells, np.ones((1, len(cells))), min_pairs).iloc[0]
+                  for name, frame in by_repeat.items()}
+    reference = max(present, key=lambda name: per_repeat[name].mean())
+    intervals = cell_line_bootstrap(by_repeat, reference, min_pairs, samples, seed, level).set_index("model")
+    rows = []
+    for name, values in per_repeat.items():
+        difference = (values - per_repeat[reference]).dropna()
+        rows.append({"model": name, "reference": reference, "mean": values.mean(),
+                     "sd": values.std(ddof=1) if len(values) > 1 else np.nan, "repeats": int(values.notna().sum()),
+                     "mean_difference": difference.mean() if len(difference) else np.nan,
+                     **intervals.loc[name, BOOTSTRAP_COLUMNS].to_dict()})
+    return pd.DataFrame(rows)
+
+
 def repeat_summary(per_fold: pd.DataFrame, fold_repeat: dict[int, int], metrics) -> pd.DataFrame:
     """Per model and metric: the mean over each repeat's folds, then mean and sd over repeats."""
     per_repeat = per_fold.assign(repeat=per_fold["fold"].map(fold_repeat)).groupby(["model", "repeat"])[list(metrics)].mean()

@@ -22,8 +22,8 @@ def test_builtin_traits_match_the_classes(name):
     traits = catalog.traits({"class": name})
     assert traits.handles_unseen_drugs == cls.handles_unseen_drugs
     assert traits.latent == callable(getattr(cls, "encode", None))
-    # the torch models, and the stack, whose members may be one
-    assert traits.gpu == (issubclass(cls, NeuralResponseModel) or name in ("mlp", "stack"))
+    # the torch models, and the wrappers (stack, seed ensemble, latent ridge), whose members may be one
+    assert traits.gpu == (issubclass(cls, NeuralResponseModel) or name in ("mlp", "stack", "ensemble", "latent_ridge"))
     catalog.check_traits(cls, {"class": name})
 
 

@@ -295,3 +295,54 @@ def test_a_model_view_the_data_set_lacks_is_refused_at_validation(config):
 def test_a_model_view_a_cross_study_target_lacks_is_refused(config):
     config["datasets"]["ccle"]["views"] = ["expression"]
     assert "not among the views of data set 'ccle' (['expression'])" in _error(config)
+
+
+# models.<name>.auxiliary_responses (drp.auxiliary)
+
+def test_shipped_auxiliary_drvae_is_drvae_with_gdsc1_and_ccle(config):
+    """drvae_auxiliary: drvae's params and grid with the other screens' responses; measured apart, not run."""
+    entry, drvae = config["models"]["drvae_auxiliary"], config["models"]["drvae"]
+    assert entry["auxiliary_responses"] == ["gdsc1", "ccle"]
+    assert entry["class"] == drvae["class"] and entry["params"] == drvae["params"] and entry["grid"] == drvae["grid"]
+    assert "drvae_auxiliary" not in config["run"]["models"]
+    config["run"]["models"].append("drvae_auxiliary")
+    validate_config(config, SCHEMA)
+
+
+@pytest.mark.parametrize("model", ["mlp", "gradient_boosting", "mean_effects"])
+def test_auxiliary_responses_of_a_model_of_unseen_drugs_are_refused(config, model):
+    config["models"][model]["auxiliary_responses"] = ["gdsc1"]
+    message = _error(config)
+    assert f"models.{model}.auxiliary_responses: model class {config['models'][model]['class']!r} predicts for " \
+           "unseen drugs" in message
+
+
+def test_auxiliary_data_set_must_be_defined(config):
+    config["models"]["drvae_auxiliary"]["auxiliary_responses"] = ["gdsc1", "ctrp"]
+    assert "models.drvae_auxiliary.auxiliary_responses: 'ctrp' is not defined under datasets" in _error(config)
+
+
+def test_auxiliary_data_set_cannot_be_the_training_data_set(config):
+    config["models"]["drvae_auxiliary"]["auxiliary_responses"] = ["gdsc2", "gdsc1"]
+    validate_config(copy.deepcopy(config), SCHEMA)  # defined only: nothing trains it on gdsc2 yet
+    config["run"]["models"].append("drvae_auxiliary")
+    message = _error(config)
+    assert "models.drvae_auxiliary.auxiliary_responses: 'gdsc2' is the data set the model trains on" in message
+    assert "'gdsc1' is the data set" not in message
+
+
+def test_cross_study_baseline_cannot_use_auxiliary_responses_of_a_target(config):
+    """The cross-study evaluation of a target needs its baseline, which would be left out of it."""
+    config["models"]["ridge"]["auxiliary_responses"] = ["ccle"]
+    validate_config(copy.deepcopy(config), SCHEMA)  # ridge as a plain run model: fine
+    config["evaluation"]["baseline"] = "ridge"
+    assert ("evaluation.baseline: 'ridge' trains with auxiliary responses of the cross-study target(s) ['ccle']"
+            in _error(config))
+
+
+@pytest.mark.parametrize("value, expected", [("gdsc1", "is not of type 'array'"), (["gdsc1", "gdsc1"], "non-unique"),
+                                             (["gdsc__1"], "single underscores")])
+def test_auxiliary_responses_schema(config, value, expected):
+    config["models"]["drvae_auxiliary"]["auxiliary_responses"] = value
+    message = _error(config)
+    assert "models.drvae_auxiliary.auxiliary_responses" in message and expected in message

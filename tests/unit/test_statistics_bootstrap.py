@@ -14,6 +14,7 @@ import pytest
 
 from drp.metrics import pearson
 from drp.statistics import (BOOTSTRAP_COLUMNS, COMPARISON_COLUMNS, cell_line_bootstrap, compare_over_folds,
+                            cross_study_comparison,
                             pearson_fold_means, weighted_pearson)
 
 MIN_PAIRS = 10
@@ -167,3 +168,30 @@ def test_table_cells_print_na_without_a_finite_difference():
     assert tables.difference(-0.1, float("nan"), float("nan")) == "-0.100"
     assert tables.interval(-0.0031, 0.0118) == "(-0.003, +0.012)"
     assert tables.interval(float("nan"), 0.1) == "n/a"
+
+
+# --- the cross-study comparison over repeats ------------------------------------------------------------
+
+def test_cross_study_comparison_per_repeat_means_and_interval():
+    """Each repeat of the synthetic folds tests every cell line once, as a cross-study target is predicted once
+    per repeat of the source's folds: a model's value per repeat is the per-drug Pearson over the repeat's pairs
+    (all its folds pooled), averaged over drugs; the strongest baseline is the reference."""
+    predictions = _synthetic(repeats=3)
+    fold_repeat = {fold: fold // 3 for fold in range(9)}
+    table = cross_study_comparison(predictions, fold_repeat, ["noisy", "reference"], MIN_PAIRS, samples=300,
+                                   seed=0).set_index("model")
+    by_hand = {name: [np.mean([pearson(d.y_true, d.y_pred) for _, d in frame[frame.fold // 3 == r].groupby("drug")])
+                      for r in range(3)] for name, frame in predictions.items() if name != "constant"}
+    reference = max(["noisy", "reference"], key=lambda name: np.mean(by_hand[name]))
+    assert (table.reference == reference).all()
+    for name, values in by_hand.items():
+        assert table.loc[name, "mean"] == pytest.approx(np.mean(values))
+        assert table.loc[name, "sd"] == pytest.approx(np.std(values, ddof=1))
+        assert table.loc[name, "mean_difference"] == pytest.approx(np.mean(values) - np.mean(by_hand[reference]))
+    better = table.loc["better"]
+    assert better.bootstrap_ci_low > 0 and better.bootstrap_ci_low <= better.mean_difference <= better.bootstrap_ci_high
+    other = "noisy" if reference == "reference" else "reference"
+    assert table.loc[other, "bootstrap_ci_low"] < 0 < table.loc[other, "bootstrap_ci_high"]  # equal up to noise
+    assert np.isnan(table.loc["constant", "mean"])  # no Pearson for a prediction constant within every drug
+    with pytest.raises(ValueError, match="none of them has cross-study predictions"):
+        cross_study_comparison(predictions, fold_repeat, ["ridge"], MIN_PAIRS)

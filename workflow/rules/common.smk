@@ -5,9 +5,10 @@ from pathlib import Path
 # modules are imported at DAG time (no torch, anndata or scikit-learn): every Snakemake start and every
 # cluster job builds the DAG.
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from drp import input_names
+from drp import auxiliary, input_names
 from drp.config import validate_config
 from drp.models import catalog
+from snakemake.logging import logger
 
 validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
@@ -25,9 +26,12 @@ def split_table_input(wildcards):
 
 def models_for_mode(mode):
     """The run's models that can be evaluated under a split mode: drug-blind (LDO) splits need models
-    that predict for unseen drugs (from drug features); the others are left out of LDO, not faked."""
+    that predict for unseen drugs (from drug features); the others are left out of LDO, not faked. Models
+    with auxiliary responses are left out of pair-wise (LPO) splits: there a test pair's cell line trains
+    too, and its responses to the same compound in another screen would leak the test pair (drp.auxiliary)."""
     return [m for m in config["run"]["models"]
-            if mode != "LDO" or catalog.traits(config["models"][m]).handles_unseen_drugs]
+            if (mode != "LDO" or catalog.traits(config["models"][m]).handles_unseen_drugs)
+            and auxiliary.runs_in_mode(config["models"][m], mode)]
 
 
 def latent_models(mode):
@@ -60,6 +64,13 @@ def fold_features(wildcards):
     """The preprocessed views of one fold, as inputs named features_<view>."""
     return {input_names.features(view): f"{fold_dir(wildcards)}/features/{view}.h5ad"
             for view in dataset_views(wildcards.dataset)}
+
+
+def auxiliary_response_inputs(wildcards):
+    """The response tables of the other data sets whose training cell lines' responses a model trains on
+    (models.<name>.auxiliary_responses), as inputs named auxiliary__<data set>: built before the training job."""
+    return {auxiliary.input_name(dataset): f"results/{dataset}/data/response.parquet"
+            for dataset in auxiliary.datasets_of(config["models"][wildcards.model])}
 
 
 def perturbation_input(wildcards):
@@ -130,10 +141,16 @@ def cross_study_model_inputs(wildcards):
             **every_fold_features(wildcards)}
 
 
+def cross_study_models(target):
+    """The run's models evaluated on a cross-study target: not those trained with auxiliary responses of the
+    target (they saw its responses of their training cell lines: no cross-study result; drp.auxiliary)."""
+    return auxiliary.cross_study_models(config, config["run"]["models"], target)
+
+
 def cross_study_predictions(wildcards):
     """Every model's predictions for one target data set, as inputs named by model."""
     return {model: f"results/{wildcards.dataset}/{CROSS_STUDY_MODE}/cross_study/{wildcards.target}/{model}.parquet"
-            for model in config["run"]["models"]}
+            for model in cross_study_models(wildcards.target)}
 
 
 def cross_study_pairs():
@@ -144,6 +161,23 @@ def cross_study_pairs():
 
 def cross_study_targets(dataset):
     return [test for train, test in cross_study_pairs() if train == dataset]
+
+
+def cross_study_target_groups(dataset):
+    """{targets: models}: every defined model by the cross-study targets of ``dataset`` it predicts (all, less
+    the data sets of its auxiliary responses), for one prediction rule per group (models.smk); models left
+    with no target are in no group: nothing asks for their cross-study predictions."""
+    groups = {}
+    for model in config["models"]:
+        targets = tuple(t for t in cross_study_targets(dataset) if auxiliary.cross_study_models(config, [model], t))
+        if targets:
+            groups.setdefault(targets, []).append(model)
+    return groups
+
+
+# Said once per start, so that a run's log explains a blank cell of the cross-study table.
+for _line in auxiliary.skipped_cross_study(config, config["run"]["models"], cross_study_pairs()):
+    logger.info(_line)
 
 
 def all_targets():

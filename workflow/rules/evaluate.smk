@@ -86,11 +86,16 @@ rule evaluate_cross_study:
     output:
         per_drug=f"results/{{dataset}}/{CROSS_STUDY_MODE}/cross_study/{{target}}/per_drug.tsv",
         summary=f"results/{{dataset}}/{CROSS_STUDY_MODE}/cross_study/{{target}}/summary.tsv",
+        comparison=f"results/{{dataset}}/{CROSS_STUDY_MODE}/cross_study/{{target}}/comparison.tsv",
     params:
-        models=config["run"]["models"],
+        # not the models trained with auxiliary responses of the target: no cross-study result (drp.auxiliary)
+        models=lambda wc: cross_study_models(wc.target),
         baseline=EVALUATION["baseline"],
         naive_baseline=EVALUATION["naive_baseline"],
         min_pairs=EVALUATION["min_pairs_per_drug"],
+        baselines=EVALUATION["baselines"],
+        bootstrap_samples=EVALUATION["bootstrap_samples"],
+        seed=config["seed"],
     log:
         "logs/{dataset}/cross_study_{target}.log",
     benchmark:

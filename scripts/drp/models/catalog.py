@@ -32,6 +32,8 @@ BUILTIN = {
     "drvae": ("drp.models.drvae:DrVAE", Traits(latent=True, gpu=True)),
     "multitask_mlp": ("drp.models.drvae:MultitaskMLP", Traits(latent=True, gpu=True)),
     "stack": ("drp.models.stack:StackedPair", Traits(gpu=True)),
+    "ensemble": ("drp.models.ensemble:SeedEnsemble", Traits(gpu=True)),
+    "latent_ridge": ("drp.models.latent_ridge:LatentRidge", Traits(gpu=True)),
     "moicvae": ("drp.models.moicvae:MOICVAE", Traits(latent=True, gpu=True)),
 }
 

@@ -137,9 +137,13 @@ def predict_cross_study(paths: Mapping, folds: list[int], spec: dict, outputs: M
 
 
 def evaluate_cross_study(paths: Mapping, outputs: Mapping, models: list[str], baseline: str, naive_baseline: str | None,
-                         min_pairs: int) -> None:
-    """Per-drug metrics on the target, sensitivity thresholds from the source folds' training pairs."""
+                         min_pairs: int, baselines: list[str] | None = None, bootstrap_samples: int = 1000,
+                         seed: int = 0) -> None:
+    """Per-drug metrics on the target, sensitivity thresholds from the source folds' training pairs; with
+    ``outputs["comparison"]``, every model against the strongest of ``baselines`` over the repeats with a
+    bootstrap interval over the target's cell lines (``statistics.cross_study_comparison``)."""
     from ..metrics import evaluate_models, training_thresholds
+    from ..splits import repeat_folds
 
     source_meta, target_meta = read_meta(paths["meta"]), read_meta(paths["target_meta"])
     if source_meta["lower_is_sensitive"] != target_meta["lower_is_sensitive"]:
@@ -155,6 +159,16 @@ def evaluate_cross_study(paths: Mapping, outputs: Mapping, models: list[str], ba
     summary["cell_lines_not_in_source"] = first.loc[~first.in_source, "cell_line"].nunique()
     write_table(outputs["per_drug"], per_drug)
     write_table(outputs["summary"], summary)
+    if "comparison" in outputs.keys():
+        from ..statistics import cross_study_comparison
+
+        repeats = repeat_folds(read_splits(paths["splits"]))
+        fold_repeat = {fold: repeat for repeat, folds in repeats.items() for fold in folds}
+        comparison = cross_study_comparison(predictions, fold_repeat, baselines or [baseline], min_pairs,
+                                            bootstrap_samples, seed)
+        log.info("cross-study against %s over %d repeats:\n%s", comparison.reference.iloc[0], len(repeats),
+                 comparison.drop(columns="reference").round(4).to_string())
+        write_table(outputs["comparison"], comparison)
 
 
 def cross_study_table(paths: Mapping, outputs: Mapping, metric: str) -> None:

@@ -45,23 +45,48 @@ def cell_line_data(paths: Mapping) -> CellLineData:
 def perturbation_arrays(path, expression, cell_lines) -> dict:
     """Pairs of ``cell_lines`` only, on the fold's expression features (in their order).
 
-    Features that the perturbation profiles lack are set to 0, the training mean after scaling.
-    LINCS level-5 values are z-scores against the plate population, the fold's features z-scores
-    against training cell lines: both are per-gene standardized, not the same assay.
+    Genes of the fold's features that the perturbation profiles measure are filled; the others are set to
+    0, the training mean after scaling. How the values are put on the fold's scale depends on
+    ``uns["lincs"]["scale"]`` (drp.sources.lincs):
+    - ``"log2"`` (LINCS level 3, log2 expression): the fold's own per-feature scaling, (value - train_mean)
+      / train_std of ``expression.var`` and its clip (``expression.uns["clip"]``), as the baseline omics
+      had, so x1, x2 and the encoded cell lines share one z-scale. Per-gene offsets between the LINCS and
+      the data set's platform remain (equally in x1 and x2); x2 - x1 is a log2 fold change in units of the
+      gene's training standard deviation.
+    - ``"zscore"`` (LINCS level 5, and files written before the scale was recorded): used as they are;
+      they are z-scores against the plate population, the fold's features z-scores against training cell
+      lines: both per-gene standardized, not the same reference.
     """
     pairs = read_view(path)
+    scale = dict(pairs.uns.get("lincs", {})).get("scale", "zscore")
+    if scale not in ("log2", "zscore"):
+        raise ValueError(f"{path}: uns['lincs']['scale'] is {scale!r}; expected 'log2' (level 3) or 'zscore' (level 5)")
     pairs = pairs[pairs.obs["cell_line"].isin(set(cell_lines))]
     shared = expression.var_names.intersection(pairs.var_names)
     if len(shared) == 0:
         raise ValueError(f"{path}: no gene in common with the expression features (e.g. {list(expression.var_names[:3])})")
     columns = expression.var_names.get_indexer(shared)
+    if scale == "log2":
+        missing = [c for c in ("train_mean", "train_std") if c not in expression.var]
+        if missing:  # without the fold's statistics log2 values would meet z-scored features unscaled
+            raise ValueError(f"{path}: log2 (level-3) pairs need the fold's scaling, but the expression features "
+                             f"lack var columns {missing}")
+        mean = expression.var["train_mean"].to_numpy(np.float64)[columns]
+        std = expression.var["train_std"].to_numpy(np.float64)[columns]
+        clip = expression.uns.get("clip", "none")
     arrays = {}
     for key, matrix in (("x1", pairs[:, shared].layers["control"]), ("x2", pairs[:, shared].X)):
+        values = np.asarray(matrix, dtype=np.float64)
+        if scale == "log2":
+            values = (values - mean) / std
+            if clip != "none":
+                values = np.clip(values, -clip, clip)
         full = np.zeros((pairs.n_obs, expression.n_vars), dtype=np.float32)
-        full[:, columns] = np.asarray(matrix)
+        full[:, columns] = values
         arrays[key] = full
-    log.info("perturbation pairs: %d of training cell lines, %d of %d features measured", pairs.n_obs,
-             len(shared), expression.n_vars)
+    log.info("perturbation pairs: %d of training cell lines, %d of %d features measured, %s values%s", pairs.n_obs,
+             len(shared), expression.n_vars, scale, " scaled with the fold's train_mean/train_std" if scale == "log2"
+             else " used as they are")
     return {**arrays, "drug": pairs.obs["drug"].astype(str).tolist()}
 
 
@@ -100,6 +125,11 @@ def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, mod
     all_pairs = pd.concat([train_pairs, validation_pairs], ignore_index=True)
     if len(grid_candidates(spec)) == 1 and not model_class.uses_validation:
         train_pairs, validation_pairs = all_pairs, validation_pairs.iloc[:0]
+    if spec.get("auxiliary_responses"):  # other screens' pairs of training cell lines, as extra drugs
+        from .. import auxiliary
+
+        train_pairs, all_pairs = auxiliary.extend_training(paths, spec, pairs, train_pairs, all_pairs,
+                                                           fit_on_all=validation_pairs.empty, seed=seed)
     training_cells = sorted(set(train_pairs.cell_line) | set(validation_pairs.cell_line))
     training_data = (cells or cell_line_data(paths)).subset(training_cells)
     drugs = read_drugs(paths["drugs"])

@@ -54,6 +54,9 @@ class MOICVAESettings(NeuralSettings):
     drug_latent_dim: int = 16
     drug_hidden: tuple[int, ...] = (128,)
     dropout: float = 0.1
+    # the collective part: each drug's latent encoded from its column of the training response matrix; false:
+    # a free embedding per drug learned with the rest (no drug VAE), the ablation of that encoder
+    drug_encoder: bool = True
 
 
 class MOICVAEModule(nn.Module):
@@ -71,8 +74,11 @@ class MOICVAEModule(nn.Module):
                    for v, n in view_sizes.items()}
         self.decoders = nn.ModuleDict({v: MLPHead([latent_dim + n_tissues, *hidden[::-1]], outputs[v])
                                        for v in view_sizes})
-        # drug VAE over the training response matrix: value and mask channels of every training cell line
-        self.drug_encoder = GaussianEncoder([2 * n_train_cells, *drug_hidden], drug_latent_dim, dropout)
+        self.n_train_cells = n_train_cells
+        if self.settings.drug_encoder:  # drug VAE over the training response matrix: value and mask channels
+            self.drug_encoder = GaussianEncoder([2 * n_train_cells, *drug_hidden], drug_latent_dim, dropout)
+        else:
+            self.drug_embedding = nn.Parameter(torch.randn(n_drugs, drug_latent_dim) / math.sqrt(drug_latent_dim))
         # Response decoder: bilinear in the cell side [z, tissue] and the drug latent w (each drug's latent
         # spans a linear head over the cell side). It sees the tissue because the conditional VAE keeps
         # tissue out of z on purpose.
@@ -91,6 +97,9 @@ class MOICVAEModule(nn.Module):
         return product_of_experts(torch.stack(means), torch.stack(logvars), torch.stack(present))
 
     def encode_drugs(self, values, mask):
+        """q(w) of every drug: mean and log-variance, or (embedding, None) without the drug encoder."""
+        if not self.settings.drug_encoder:
+            return self.drug_embedding, None
         return self.drug_encoder(torch.cat([values * mask, mask], -1))
 
     def predict_grid(self, z, tissue, w):
@@ -105,7 +114,7 @@ class MOICVAEModule(nn.Module):
         z = reparameterize(qz_mean, qz_logvar)  # before the drug encoder's dropout: the random draws' order
         qw_mean, qw_logvar = self.encode_drugs(drug_values, drug_mask)
         return {"qz_mean": qz_mean, "qz_logvar": qz_logvar, "z": z, "qw_mean": qw_mean, "qw_logvar": qw_logvar,
-                "w": reparameterize(qw_mean, qw_logvar)}
+                "w": qw_mean if qw_logvar is None else reparameterize(qw_mean, qw_logvar)}
 
     def generative(self, z, tissue, w) -> dict:
         """Each view's likelihood parameters given [z, tissue] (by LIKELIHOODS: mean and log-variance, 3
@@ -122,7 +131,8 @@ class MOICVAEModule(nn.Module):
         reconstruction = self.reconstruction_nll(generative_outputs["views"], tensors["views"], tensors["targets"])
         reconstruction = reconstruction.sum()
         kl_z = kl_free_bits(gaussian_kl(q["qz_mean"], q["qz_logvar"]), s.free_bits)
-        kl_w = gaussian_kl(q["qw_mean"], q["qw_logvar"]).sum()
+        kl_w = (gaussian_kl(q["qw_mean"], q["qw_logvar"]).sum() if q["qw_logvar"] is not None
+                else torch.zeros((), device=q["w"].device))
         regression, classification = supervised_terms(generative_outputs["response"], tensors["y"], tensors["s"],
                                                       tensors["m"])
         loss, parts = response_objective(s, regression, classification, tensors["m"], reconstruction, kl_z, kl_weight)
@@ -260,7 +270,7 @@ class MOICVAE(NeuralResponseModel):
         meta = {"drugs": self.drugs, "tissues": self.tissues, "lower_is_sensitive": bool(self.lower_is_sensitive),
                 "view_sizes": {v: int(self.module.encoders[v][0][0].in_features - len(self.tissues))
                                for v in self.settings.views},
-                "n_train_cells": int(self.module.drug_encoder[0][0].in_features // 2),
+                "n_train_cells": int(self.module.n_train_cells),
                 "settings": asdict(self.settings)}
         return meta, arrays
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import auxiliary
+from . import auxiliary, unlabelled
 
 
 class ConfigError(ValueError):
@@ -145,6 +145,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     problems += _evaluation_problems(config)
     problems += _model_view_problems(config)
     problems += auxiliary.config_problems(config)  # models.<name>.auxiliary_responses and its leakage rules
+    problems += unlabelled.config_problems(config)  # models.<name>.unlabelled_cell_lines
     baseline = config["evaluation"]["baseline"]
     if baseline not in config["run"]["models"]:
         problems.append(f"evaluation.baseline: {baseline!r} must be one of run.models, since every model is "

@@ -1,5 +1,6 @@
 """The split invariants of every mode, on the REAL fixture (tests/data: 150 GDSC cell lines x 12 drugs):
-no held-out cell line (LCO), tissue (LTO), drug (LDO) or pair (LPO) is seen in training or preprocessing.
+no held-out cell line (LCO), tissue (LTO), drug (LDO) or pair (LPO) is seen in training or preprocessing,
+neither through the auxiliary responses (section 4) nor through the unlabelled cell lines (section 5).
 
 Everything runs through the pipeline's own stage functions with plain path dicts, as Snakemake would call
 them: ``make_splits`` -> ``preprocess_views`` -> ``train``. What a model is handed during ``train`` is
@@ -44,6 +45,7 @@ class SplitSpy(DrugResponseModel):
 
     fits: ClassVar[list[dict]] = []  # every fit in this process, grid candidates included
     scored: ClassVar[list[list[str]]] = []  # the pairs of every predict call
+    unlabelled_data: ClassVar[list] = []  # TrainingData.unlabelled of every fit
 
     def __init__(self, offset: float = 0.0):
         super().__init__(offset=offset)
@@ -57,7 +59,9 @@ class SplitSpy(DrugResponseModel):
             "cells": list(data.cells.cell_lines),
             "view_cells": {name: list(view.obs_names) for name, view in data.cells.views.items()},
             "tissue_cells": list(data.cells.tissue.index), "tissues": sorted(set(data.cells.tissue)),
+            "unlabelled": None if data.unlabelled is None else list(data.unlabelled.cell_lines),
         }
+        type(self).unlabelled_data.append(data.unlabelled)
         self.mean = float(data.train.response.mean())
         type(self).fits.append(self.seen)
 
@@ -513,6 +517,116 @@ def test_a_real_multitask_model_gets_auxiliary_heads_and_predicts_primary_drugs_
     train(auxiliary_paths(workspace, mode, fold), fold, spec, SEED, 1, outputs)
     drugs = json.loads((outputs["model"] / "model.json").read_text())["state"]["drugs"]
     assert set(drugs) == set(pairs.drug) | {f"{AUX}:{drug}" for drug in auxiliary_response.drug}
+    predictions = pd.read_parquet(outputs["predictions"])
+    assert sorted(_keys(predictions)) == sorted(_keys(pairs[pairs.role == TEST]))
+    assert np.isfinite(predictions.y_pred).all()
+
+
+# --- 5. unlabelled cell lines (models.<name>.unlabelled_cell_lines, drp.unlabelled) ---------------------------
+# The fixture has no omics-only cell line (test_unlabelled.py), so the unlabelled file is built SYNTHETICALLY:
+# real omics of 12 fixture cell lines under new names (their tissues kept), plus, as a stale or corrupt file
+# would hold them, the rows of every cell line of the data set, test cell lines of every fold included. A
+# cross-study target (gdsc1 here) screened two of the synthetic cell lines.
+
+class UnlabelledSpy(ValidatingSplitSpy):
+    uses_unlabelled_cell_lines = True
+
+
+UNLABELLED_SPY = f"{__name__}:{UnlabelledSpy.__qualname__}"
+SYNTHETIC = [f"SYNTHETIC_UNLABELLED_{i}" for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def unlabelled_files(workspace, dataset):
+    sources = list(np.random.default_rng(7).choice(np.asarray(dataset.cell_lines), len(SYNTHETIC), replace=False))
+    paths = {}
+    for view in VIEWS:
+        raw = dataset.views[view]
+        synthetic = raw[sources].copy()
+        synthetic.obs_names = SYNTHETIC
+        stale = ad.concat([synthetic, raw], merge="same")
+        paths[f"unlabelled__{view}"] = workspace / "unlabelled" / f"{view}.h5ad"
+        write_h5ad(paths[f"unlabelled__{view}"], stale)
+    target = pd.DataFrame({"cell_line": SYNTHETIC[:2], "drug": ["Cisplatin"] * 2, "response": [1.0, 2.0]})
+    paths["unlabelled_exclude__gdsc1"] = workspace / "unlabelled" / "gdsc1_response.parquet"
+    write_table(paths["unlabelled_exclude__gdsc1"], target)
+    tissue = pd.Series(dataset.tissue.loc[sources].to_numpy(), index=SYNTHETIC)
+    return paths, tissue, dict(zip(SYNTHETIC, sources))
+
+
+def run_unlabelled_spy(workspace, tmp_path, mode, fold, spec, files):
+    SplitSpy.fits.clear()
+    SplitSpy.unlabelled_data.clear()
+    output = tmp_path / mode / f"fold{fold}" / "unlabelled_spy" / "model"
+    fit_fold({**train_paths(workspace, mode, fold), **files}, fold, spec, seed=SEED, threads=1, model_dir=output)
+    return list(SplitSpy.fits), list(SplitSpy.unlabelled_data)
+
+
+@pytest.mark.parametrize("fold", FOLDS)
+@pytest.mark.parametrize("mode", MODES)
+def test_unlabelled_cell_lines_are_never_held_out_or_labelled(workspace, tmp_path, roles, dataset, unlabelled_files,
+                                                              mode, fold):
+    """Every fold of every mode, in the candidate fits and the refit: the unlabelled cell lines are the synthetic
+    ones less the cross-study target's and less those of a tissue without a training cell line; never a cell line
+    of the data set (so never a test or validation cell line), never a held-out tissue; the pairs are unchanged."""
+    files, synthetic_tissue, source_of = unlabelled_files
+    pairs = roles[mode][fold]
+    spec = {"class": UNLABELLED_SPY, "params": {"offset": 0.0}, "grid": {"offset": [0.5, 0.0]},
+            "unlabelled_cell_lines": True}
+    fits, data = run_unlabelled_spy(workspace, tmp_path, mode, fold, spec, files)
+    assert len(fits) == 3  # two candidates, then the refit
+    training_tissues = set(pairs.loc[pairs.role == TRAIN, "cell_line"].map(dataset.tissue))
+    expected = [c for c in SYNTHETIC[2:] if synthetic_tissue[c] in training_tissues]
+    held_out = held_out_units(pairs[pairs.role == TEST], mode, dataset.tissue)
+    if mode == "LTO":  # the tissue rule is not vacuous: held-out tissues' synthetic cell lines are left out
+        assert len(expected) < len(SYNTHETIC) - 2
+    for seen in fits:
+        assert seen["unlabelled"] == expected and expected
+        assert not set(seen["unlabelled"]) & set(dataset.cell_lines)  # labelled in some fold: never unlabelled
+        assert not set(seen["unlabelled"]) & set(pairs.loc[pairs.role == TEST, "cell_line"])
+        if mode == "LTO":  # neither the test tissues nor, for the candidates, the validation tissues
+            unseen = held_out | set(pairs.loc[pairs.role == VALIDATION, "cell_line"].map(dataset.tissue))
+            assert not set(synthetic_tissue[seen["unlabelled"]]) & unseen
+        assert_nothing_held_out_seen(seen, pairs, mode, dataset.tissue)
+    # the fold's fitted statistics, nothing fitted on them
+    for view in VIEWS:
+        fitted = ad.read_h5ad(features_path(workspace, mode, fold, view))
+        got = data[-1].views[view]
+        assert list(got.var_names) == list(fitted.var_names)
+        source = dataset.views[view][[source_of[c] for c in expected]][:, fitted.var_names]
+        want = ((np.asarray(source.X, dtype=np.float64) - fitted.var["train_mean"].to_numpy())
+                / fitted.var["train_std"].to_numpy())
+        if "clip" in SETTINGS[view]:
+            want = np.clip(want, -SETTINGS[view]["clip"], SETTINGS[view]["clip"])
+        np.testing.assert_allclose(got.X, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_without_the_option_gets_no_unlabelled_cell_lines(workspace, tmp_path, unlabelled_files):
+    fits, data = run_unlabelled_spy(workspace, tmp_path, "LCO", 0, {"class": UNLABELLED_SPY}, unlabelled_files[0])
+    assert all(seen["unlabelled"] is None for seen in fits) and data == [None] * len(fits)
+
+
+def test_the_option_on_a_model_that_cannot_use_it_is_refused(workspace, tmp_path, unlabelled_files):
+    with pytest.raises(ValueError, match="does not use unlabelled cell lines"):
+        run_unlabelled_spy(workspace, tmp_path, "LCO", 0, {"class": VALIDATING_SPY, "unlabelled_cell_lines": True},
+                           unlabelled_files[0])
+
+
+def test_a_real_drvae_trains_with_unlabelled_cell_lines_and_predicts_the_test_pairs(workspace, tmp_path, roles,
+                                                                                     unlabelled_files,
+                                                                                     torch_single_thread):
+    from drp.stages.train import train
+
+    mode, fold = "LCO", 1
+    pairs = roles[mode][fold]
+    spec = {"class": "drvae", "unlabelled_cell_lines": True,
+            "params": {"views": ["expression"], "latent_dim": 4, "encoder_hidden": [8], "decoder_hidden": [8],
+                       "rank": 1, "max_epochs": 2, "patience": 2, "checkpoint_every": 0, "device": "cpu"}}
+    outputs = {"model": tmp_path / "model", "predictions": tmp_path / "predictions.parquet",
+               "view_ablation": tmp_path / "view_ablation.parquet"}
+    train({**train_paths(workspace, mode, fold), **unlabelled_files[0]}, fold, spec, SEED, 1, outputs)
+    history = pd.read_csv(outputs["model"] / "history.tsv", sep="\t")
+    assert (history.unlabelled_reconstruction > 0).all()
     predictions = pd.read_parquet(outputs["predictions"])
     assert sorted(_keys(predictions)) == sorted(_keys(pairs[pairs.role == TEST]))
     assert np.isfinite(predictions.y_pred).all()

@@ -5,7 +5,7 @@ from pathlib import Path
 # modules are imported at DAG time (no torch, anndata or scikit-learn): every Snakemake start and every
 # cluster job builds the DAG.
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from drp import auxiliary, input_names
+from drp import auxiliary, input_names, unlabelled
 from drp.config import validate_config
 from drp.models import catalog
 from snakemake.logging import logger
@@ -71,6 +71,18 @@ def auxiliary_response_inputs(wildcards):
     (models.<name>.auxiliary_responses), as inputs named auxiliary__<data set>: built before the training job."""
     return {auxiliary.input_name(dataset): f"results/{dataset}/data/response.parquet"
             for dataset in auxiliary.datasets_of(config["models"][wildcards.model])}
+
+
+def unlabelled_inputs(wildcards):
+    """For models with unlabelled_cell_lines: the data set's unlabelled views (inputs unlabelled__<view>) and the
+    response tables of its cross-study targets (unlabelled_exclude__<target>), whose cell lines are left out
+    (drp.unlabelled)."""
+    if not unlabelled.enabled(config["models"][wildcards.model]):
+        return {}
+    return {**{unlabelled.view_input(view): unlabelled.path(wildcards.dataset, view)
+               for view in dataset_views(wildcards.dataset)},
+            **{unlabelled.target_input(target): f"results/{target}/data/response.parquet"
+               for target in cross_study_targets(wildcards.dataset)}}
 
 
 def perturbation_input(wildcards):

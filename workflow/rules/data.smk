@@ -61,6 +61,35 @@ for _dataset, _spec in config["datasets"].items():
             "../../scripts/build_dataset.py"
 
 
+# The omics of the cell lines that a data set's screen never measured (a profile in every view, no response),
+# for models with models.<name>.unlabelled_cell_lines (drp.unlabelled). A rule of its own, not outputs of the
+# build: the data set's files and everything made from them stay as they are. Built only when a training job
+# asks for them; only for sources that can write them (drp.unlabelled.BUILDERS).
+for _dataset, _spec in config["datasets"].items():
+    if not unlabelled.builds_unlabelled(config, _dataset):
+        continue
+
+    rule:
+        name:
+            f"build_unlabelled_{_dataset}"
+        input:
+            **source_file_outputs(_spec["source"]),
+            download_manifest=f"resources/{_spec['source']}/manifest.json",
+        output:
+            **{view: unlabelled.path(_dataset, view) for view in _spec["views"]},
+        params:
+            dataset=_spec,
+            source_type=config["sources"][_spec["source"]]["type"],
+        log:
+            f"logs/{_dataset}/build_unlabelled.log",
+        benchmark:
+            f"benchmarks/{_dataset}/build_unlabelled.tsv"
+        conda:
+            "../../envs/data.yaml"
+        script:
+            "../../scripts/build_unlabelled.py"
+
+
 # Plug-in data sets (datasets.<name>.folder, format in config/README.md). The inputs are the folder's files,
 # looked up when the job is scheduled (a missing one fails there with a precise message), so editing one of
 # them reruns the build.

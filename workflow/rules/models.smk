@@ -14,6 +14,7 @@ for _rule_name, _on_gpu in (("train", False), ("train_gpu", True)):
             unpack(fold_features),
             unpack(perturbation_input),
             unpack(auxiliary_response_inputs),
+            unpack(unlabelled_inputs),
             meta="results/{dataset}/data/dataset.json",
             response="results/{dataset}/data/response.parquet",
             drugs="results/{dataset}/data/drugs.tsv",

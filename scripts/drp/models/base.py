@@ -60,12 +60,20 @@ class TrainingData:
     #: shared by the grid candidates of one fold (same cells and pairs): what a model builds from the data
     #: alone, whatever the candidate's parameters, it may keep here under a key naming those inputs
     shared: dict = field(default_factory=dict)
+    #: optional cell lines without responses (models.<name>.unlabelled_cell_lines, drp.unlabelled): omics only,
+    #: transformed with the fold's fitted statistics, for the unsupervised terms of models that have them
+    unlabelled: CellLineData | None = None
 
     def __post_init__(self):
         seen = set(self.train.cell_line) | set(self.validation.cell_line)
         extra = set(self.cells.cell_lines) - seen
         if extra:
             raise ValueError(f"TrainingData holds {len(extra)} cell lines without training pairs, e.g. {sorted(extra)[:3]}")
+        if self.unlabelled is not None:  # labelled cell lines must not enter a second time, without responses
+            labelled = seen | set(self.cells.cell_lines)
+            both = sorted(labelled & set(self.unlabelled.cell_lines))
+            if both:
+                raise ValueError(f"TrainingData: {len(both)} unlabelled cell lines have pairs, e.g. {both[:3]}")
 
     @property
     def train_and_validation(self) -> pd.DataFrame:

@@ -11,6 +11,9 @@ After Rampasek et al. (2019), rebuilt as one multi-drug model (README, "Dr.VAE-s
 - Semi-supervised: every training cell line feeds the reconstruction and KL terms, also for drugs it
   has no response for; the supervised terms use observed training pairs only. Test cell lines never
   reach the model during fit (TrainingData holds training cell lines only).
+- Optionally (``models.<name>.unlabelled_cell_lines``, drp.unlabelled) cell lines without any response
+  (``TrainingData.unlabelled``) add their ELBO, reconstruction and KL alone, as in Dr.VAE's semi-supervised
+  objective; each weighs like one labelled cell line's ELBO, and they never reach the heads.
 - With perturbation pairs (pre/post-treatment profiles, e.g. LINCS L1000), the perturbation likelihood
   log p(x2 | z2'), z2' ~ p(z2|z1, d), and KL(q(z2|x2) || p(z2|z1, d)) are added; x2 is reconstructed from
   q(z2|x2) (the original code sampled q(z1|x1) there, a bug not repeated here).
@@ -24,6 +27,7 @@ checkpoints, devices) is the shared ``drp.training.Trainer``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import asdict, dataclass
 
@@ -129,7 +133,8 @@ class DrVAEModule(nn.Module):
     def loss(self, tensors, inference_outputs, generative_outputs, kl_weight: float = 1.0):
         """The loss per cell line and its named terms. Every cell line of ``tensors`` (x, y, s, m) feeds the
         reconstruction and KL terms, its observed pairs the response terms; ``tensors["pairs"]`` (if given)
-        adds the perturbation-pair terms."""
+        adds the perturbation-pair terms, ``tensors["unlabelled"]`` (omics of cell lines without responses, if
+        given) their ELBO (``unlabelled_elbo``)."""
         s, out, n = self.settings, generative_outputs["response"], len(tensors["x"])
         reconstruction = kl = 0.0
         if s.generative:
@@ -145,7 +150,24 @@ class DrVAEModule(nn.Module):
             pair_loss, pair_parts = self.pair_loss(tensors["pairs"], kl_weight)
             loss = loss + pair_loss
             parts.update(pair_parts)
+        if tensors.get("unlabelled") is not None and len(tensors["unlabelled"]):
+            # summed over the unlabelled cell lines and divided by the labelled batch size, as the labelled ELBO
+            # is: one unlabelled cell line weighs like one labelled one
+            reconstruction, kl = self.unlabelled_elbo(tensors["unlabelled"])
+            loss = loss + (reconstruction + kl_weight * kl) / n
+            n_unlabelled = len(tensors["unlabelled"])
+            parts.update({"unlabelled_reconstruction": reconstruction.item() / n_unlabelled,
+                          "unlabelled_kl": kl.item() / n_unlabelled})
         return loss, {"loss": loss.item(), **parts}
+
+    def unlabelled_elbo(self, x):
+        """Reconstruction and KL (free bits per dimension over these cell lines) summed over cell lines without
+        responses: the inference and decoder only, never the perturbation or the heads."""
+        inference_outputs = self.inference(x)
+        reconstruction = gaussian_nll(x, *self.decode(inference_outputs["z"])).sum()
+        kl = kl_free_bits(gaussian_kl(inference_outputs["qz_mean"], inference_outputs["qz_logvar"]),
+                          self.settings.free_bits)
+        return reconstruction, kl
 
     def forward(self, tensors, kl_weight: float = 1.0):
         inference_outputs = self.inference(tensors["x"])
@@ -186,6 +208,7 @@ class DrVAEModule(nn.Module):
 
 class DrVAE(NeuralResponseModel):
     settings_class = DrVAESettings
+    uses_unlabelled_cell_lines = True  # TrainingData.unlabelled feeds the ELBO (drp.unlabelled)
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -206,6 +229,22 @@ class DrVAE(NeuralResponseModel):
         """The module's loss on a batch; the perturbation pairs (if any) join every step."""
         return self.module({**batch, "pairs": self.perturbations}, kl_weight)
 
+    def trainer(self, data: TrainingData, checkpoint_dir=None):
+        """The shared trainer; with unlabelled cell lines their omics join the fit's fingerprint, so that a
+        checkpoint of a fit without them (or with others) is never resumed."""
+        if data.unlabelled is None:
+            return super().trainer(data, checkpoint_dir)
+        s = self.settings
+        if not s.generative or s.hierarchy:
+            raise ValueError("unlabelled cell lines need the generative model without hierarchy (generative: true, "
+                             "hierarchy: false): they enter the plain ELBO only")
+        views = list(s.views)
+        unlabelled = data.unlabelled.matrix(views, data.unlabelled.cell_lines)
+        return self.new_trainer(data, data.cells.matrix(views, data.cells.cell_lines), checkpoint_dir, drugs=self.drugs,
+                                features={v: list(data.cells.views[v].var_names) for v in views},
+                                unlabelled={"cells": list(data.unlabelled.cell_lines),
+                                            "omics": hashlib.sha256(unlabelled.tobytes()).hexdigest()})
+
     def _new_module(self, n_features: int) -> DrVAEModule:
         s = self.settings
         return DrVAEModule(n_features, len(self.drugs), s.latent_dim, list(s.encoder_hidden), list(s.decoder_hidden),
@@ -224,9 +263,20 @@ class DrVAE(NeuralResponseModel):
             if not s.generative:
                 raise ValueError("perturbation pairs need the generative model (generative: true), not multitask_mlp")
             self.perturbations = self._perturbation_tensors(data.perturbations, device)
+        unlabelled = owner = None
+        if data.unlabelled is not None:
+            unlabelled = torch.as_tensor(data.unlabelled.matrix(list(s.views), data.unlabelled.cell_lines),
+                                         dtype=torch.float32, device=device)
+            # each unlabelled cell line rides with one labelled cell line (spread evenly), so that a batch takes
+            # the unlabelled share of its labelled ones and every unlabelled cell line comes once per epoch, in
+            # the trainer's random batches, without random draws of its own
+            owner = torch.arange(len(unlabelled), device=device) * len(train["x"]) // len(unlabelled)
 
         def loss_fn(index, kl_weight):
-            return self._loss({key: value[index] for key, value in train.items()}, kl_weight)
+            batch = {key: value[index] for key, value in train.items()}
+            if unlabelled is not None:
+                batch["unlabelled"] = unlabelled[torch.isin(owner, index)]
+            return self._loss(batch, kl_weight)
 
         def validate():
             return self.validation_terms(self.module.predict_grid(validation["x"]), validation["y"], validation["s"],

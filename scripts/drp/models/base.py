@@ -106,6 +106,23 @@ def arrays_under(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.nda
     return {key.removeprefix(prefix): value for key, value in arrays.items() if key.startswith(prefix)}
 
 
+def member_state(model: "DrugResponseModel", prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """A wrapped model's part of its wrapper's saved state: (its class, params and state, its arrays named
+    ``prefix`` + name); ``load_member`` rebuilds it."""
+    meta, arrays = model.state()
+    return ({"class": f"{type(model).__module__}:{type(model).__qualname__}", "params": model.params, "state": meta},
+            {f"{prefix}{key}": value for key, value in arrays.items()})
+
+
+def load_member(saved: dict, arrays: dict[str, np.ndarray], prefix: str) -> "DrugResponseModel":
+    """The wrapped model saved by ``member_state``."""
+    from . import resolve
+
+    model = resolve(saved["class"])(**saved["params"])
+    model.load_state(saved["state"], arrays_under(arrays, prefix))
+    return model
+
+
 def per_drug_linear_predictions(pairs: pd.DataFrame, matrix_of, coef: np.ndarray, intercept: np.ndarray,
                                 drugs: list[str], fallback: float) -> pd.DataFrame:
     """``pairs`` with y_pred of per-drug linear models: row d of ``coef`` and ``intercept[d]`` for ``drugs[d]``,

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from .base import CellLineData, DrugResponseModel, TrainingData, arrays_under
+from .base import CellLineData, DrugResponseModel, TrainingData, load_member, member_state
 
 SEED_STEP = 1000  # member k's seed is the fold's seed + SEED_STEP * k: far from the seeds of other folds' runs
 
@@ -68,17 +68,10 @@ class SeedEnsemble(DrugResponseModel):
     def state(self):
         meta, arrays = {"members": []}, {}
         for k, member in enumerate(self.members):
-            member_meta, member_arrays = member.state()
-            meta["members"].append({"class": f"{type(member).__module__}:{type(member).__qualname__}",
-                                    "params": member.params, "state": member_meta})
-            arrays.update({f"member{k}.{key}": value for key, value in member_arrays.items()})
+            member_meta, member_arrays = member_state(member, f"member{k}.")
+            meta["members"].append(member_meta)
+            arrays.update(member_arrays)
         return meta, arrays
 
     def load_state(self, meta, arrays):
-        from . import resolve
-
-        self.members = []
-        for k, saved in enumerate(meta["members"]):
-            member = resolve(saved["class"])(**saved["params"])
-            member.load_state(saved["state"], arrays_under(arrays, f"member{k}."))
-            self.members.append(member)
+        self.members = [load_member(saved, arrays, f"member{k}.") for k, saved in enumerate(meta["members"])]

@@ -25,7 +25,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from .base import CellLineData, DrugResponseModel, TrainingData, arrays_under
+from .base import CellLineData, DrugResponseModel, TrainingData, load_member, member_state
 from .ridge import RidgePerDrug
 
 LATENT = "latent"
@@ -116,30 +116,20 @@ class LatentRidge(DrugResponseModel):
         return pairs.assign(y_pred=y_pred)
 
     def state(self):
-        encoder_meta, encoder_arrays = self.encoder.state()
-        meta = {"encoder": {"class": f"{type(self.encoder).__module__}:{type(self.encoder).__qualname__}",
-                            "params": self.encoder.params, "state": encoder_meta},
-                "gene_variance": self.gene_variance, "share_drugs": [str(d) for d in self.share.index],
-                "ridges": {}}
-        arrays = {"latent_mean": self.latent_mean, "latent_std": self.latent_std,
-                  "share": self.share.to_numpy(dtype=float), **{f"encoder.{k}": v for k, v in encoder_arrays.items()}}
+        encoder_meta, arrays = member_state(self.encoder, "encoder.")
+        meta = {"encoder": encoder_meta, "gene_variance": self.gene_variance,
+                "share_drugs": [str(d) for d in self.share.index], "ridges": {}}
+        arrays.update(latent_mean=self.latent_mean, latent_std=self.latent_std, share=self.share.to_numpy(dtype=float))
         for k, (value, ridge) in enumerate(self.ridges.items()):
-            ridge_meta, ridge_arrays = ridge.state()
-            meta["ridges"][str(k)] = {"share": value, "params": ridge.params, "state": ridge_meta}
-            arrays.update({f"ridge{k}.{key}": v for key, v in ridge_arrays.items()})
+            ridge_meta, ridge_arrays = member_state(ridge, f"ridge{k}.")
+            meta["ridges"][str(k)] = {**ridge_meta, "share": value}
+            arrays.update(ridge_arrays)
         return meta, arrays
 
     def load_state(self, meta, arrays):
-        from . import resolve
-
-        saved = meta["encoder"]
-        self.encoder = resolve(saved["class"])(**saved["params"])
-        self.encoder.load_state(saved["state"], arrays_under(arrays, "encoder."))
+        self.encoder = load_member(meta["encoder"], arrays, "encoder.")
         self.latent_mean, self.latent_std = arrays["latent_mean"], arrays["latent_std"]
         self.gene_variance = meta["gene_variance"]
         self.share = pd.Series(arrays["share"], index=meta["share_drugs"], dtype=float)
-        self.ridges = {}
-        for k, saved_ridge in meta["ridges"].items():
-            ridge = RidgePerDrug(**saved_ridge["params"])
-            ridge.load_state(saved_ridge["state"], arrays_under(arrays, f"ridge{k}."))
-            self.ridges[float(saved_ridge["share"])] = ridge
+        self.ridges = {float(saved["share"]): load_member(saved, arrays, f"ridge{k}.")
+                       for k, saved in meta["ridges"].items()}

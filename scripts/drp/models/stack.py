@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .base import CellLineData, DrugResponseModel, TrainingData, arrays_under
+from .base import CellLineData, DrugResponseModel, TrainingData, load_member, member_state
 
 
 class StackedPair(DrugResponseModel):
@@ -75,19 +75,11 @@ class StackedPair(DrugResponseModel):
         meta, arrays = {"order": self.names, "weight_drugs": [str(d) for d in self.weight.index], "members": {}}, {
             "weight": self.weight.to_numpy(dtype=float)}
         for name in self.names:
-            member_meta, member_arrays = self.fitted[name].state()
-            meta["members"][name] = {"class": f"{type(self.fitted[name]).__module__}:{type(self.fitted[name]).__qualname__}",
-                                     "params": self.fitted[name].params, "state": member_meta}
-            arrays.update({f"{name}.{k}": v for k, v in member_arrays.items()})
+            meta["members"][name], member_arrays = member_state(self.fitted[name], f"{name}.")
+            arrays.update(member_arrays)
         return meta, arrays
 
     def load_state(self, meta, arrays):
-        from . import resolve
-
         self.names = list(meta["order"])
         self.weight = pd.Series(arrays["weight"], index=meta["weight_drugs"], dtype=float)
-        for name in self.names:
-            saved = meta["members"][name]
-            member = resolve(saved["class"])(**saved["params"])
-            member.load_state(saved["state"], arrays_under(arrays, f"{name}."))
-            self.fitted[name] = member
+        self.fitted = {name: load_member(meta["members"][name], arrays, f"{name}.") for name in self.names}

@@ -57,6 +57,10 @@ def perturbation_arrays(path, expression, cell_lines) -> dict:
       they are z-scores against the plate population, the fold's features z-scores against training cell
       lines: both per-gene standardized, not the same reference.
     """
+    import anndata as ad
+
+    from ..features import apply_fitted_view
+
     pairs = read_view(path)
     scale = dict(pairs.uns.get("lincs", {})).get("scale", "zscore")
     if scale not in ("log2", "zscore"):
@@ -71,16 +75,11 @@ def perturbation_arrays(path, expression, cell_lines) -> dict:
         if missing:  # without the fold's statistics log2 values would meet z-scored features unscaled
             raise ValueError(f"{path}: log2 (level-3) pairs need the fold's scaling, but the expression features "
                              f"lack var columns {missing}")
-        mean = expression.var["train_mean"].to_numpy(np.float64)[columns]
-        std = expression.var["train_std"].to_numpy(np.float64)[columns]
-        clip = expression.uns.get("clip", "none")
     arrays = {}
     for key, matrix in (("x1", pairs[:, shared].layers["control"]), ("x2", pairs[:, shared].X)):
         values = np.asarray(matrix, dtype=np.float64)
-        if scale == "log2":
-            values = (values - mean) / std
-            if clip != "none":
-                values = np.clip(values, -clip, clip)
+        if scale == "log2":  # the cross-study path's transform, on the genes the profiles measure
+            values = apply_fitted_view(ad.AnnData(values, var=pd.DataFrame(index=shared)), expression[:, shared]).X
         full = np.zeros((pairs.n_obs, expression.n_vars), dtype=np.float32)
         full[:, columns] = values
         arrays[key] = full

@@ -256,6 +256,19 @@ def _uns(level: int, landmark_only: bool, genes: int, counts: dict) -> dict:
     return {"level": level, "scale": SCALES[level], "landmarks_only": bool(landmark_only), "genes": genes, **counts}
 
 
+def _pair_views(x1: np.ndarray, x2: np.ndarray, obs: pd.DataFrame, genes: pd.DataFrame, symbols: pd.Series,
+                treated: pd.DataFrame, uns: dict) -> tuple[ad.AnnData, ad.AnnData, pd.DataFrame]:
+    """x1 and x2 as AnnData sharing ``obs`` and the genes' var (``x2.uns["lincs"] = uns``), and the pairs table:
+    obs with the source ``cell_id`` and ``pert_iname``."""
+    var = pd.DataFrame({"gene_id": genes.pr_gene_id.astype(str).to_numpy()}, index=pd.Index(symbols, name=None))
+    x1 = ad.AnnData(np.asarray(x1, dtype=np.float32), obs=obs.copy(), var=var.copy())
+    x2 = ad.AnnData(np.asarray(x2, dtype=np.float32), obs=obs.copy(), var=var.copy())
+    x2.uns["lincs"] = uns
+    pairs = obs.reset_index(drop=True).assign(cell_id=treated.cell_id.to_numpy(),
+                                              pert_iname=treated.pert_iname.to_numpy())
+    return x1, x2, pairs
+
+
 def build_perturbation_pairs(gctx_path: str | Path, sig_info: pd.DataFrame | str | Path,
                              gene_info: pd.DataFrame | str | Path, cell_lines: Iterable[str],
                              drugs: Iterable[str], pert_time: float = 6, control_type: str = "ctl_vehicle",
@@ -296,13 +309,10 @@ def build_perturbation_pairs(gctx_path: str | Path, sig_info: pd.DataFrame | str
     control_means = values[controls.sig_id].T.groupby(controls.cell_line.to_numpy()).mean()
 
     obs = _obs(treated, drug_names, "sig_id")
-    var = pd.DataFrame({"gene_id": genes.pr_gene_id.astype(str).to_numpy()}, index=pd.Index(symbols, name=None))
-    x1 = ad.AnnData(control_means.loc[obs.cell_line].to_numpy(np.float32), obs=obs.copy(), var=var.copy())
-    x2 = ad.AnnData(values[treated.sig_id].T.to_numpy(np.float32), obs=obs.copy(), var=var.copy())
-    x2.uns["lincs"] = _uns(5, landmark_only, int(len(var)), stats)
-    pairs = obs.reset_index(drop=True).assign(cell_id=treated.cell_id.to_numpy(),
-                                              pert_iname=treated.pert_iname.to_numpy(),
-                                              n_controls=n_controls.loc[obs.cell_line].to_numpy())
+    x1, x2, pairs = _pair_views(control_means.loc[obs.cell_line].to_numpy(), values[treated.sig_id].T.to_numpy(),
+                                obs, genes, symbols, treated, _uns(5, landmark_only, int(len(genes)), stats))
+    pairs["n_controls"] = n_controls.loc[obs.cell_line].to_numpy()
+    var = x2.var
     log.info("LINCS level 5: %d pairs (%d cell lines, %d drugs), %d control signatures, %d genes (z-scores); "
              "%d skipped", stats["pairs"], obs.cell_line.nunique(), obs.drug.nunique(), stats["controls_used"],
              len(var), stats["skipped_no_control"])
@@ -384,12 +394,9 @@ def build_level3_pairs(gctx_path: str | Path, inst_info: pd.DataFrame | str | Pa
     obs = _obs(treated, drug_names, "inst_id").assign(rna_plate=treated.rna_plate.to_numpy(),
                                                       control_match=treated.control_match.to_numpy(),
                                                       n_controls=n_controls)
-    var = pd.DataFrame({"gene_id": genes.pr_gene_id.astype(str).to_numpy()}, index=pd.Index(symbols, name=None))
-    x1 = ad.AnnData(x1, obs=obs.copy(), var=var.copy())
-    x2 = ad.AnnData(values[treated.inst_id].T.to_numpy(np.float32), obs=obs.copy(), var=var.copy())
-    x2.uns["lincs"] = _uns(3, landmark_only, int(len(var)), counts)
-    pairs = obs.reset_index(drop=True).assign(cell_id=treated.cell_id.to_numpy(),
-                                              pert_iname=treated.pert_iname.to_numpy())
+    x1, x2, pairs = _pair_views(x1, values[treated.inst_id].T.to_numpy(), obs, genes, symbols, treated,
+                                _uns(3, landmark_only, int(len(genes)), counts))
+    var = x2.var
     log.info("LINCS level 3: %d pairs (%d cell lines, %d drugs): %d plate-matched, %d fallback across plates; "
              "%d skipped without a same-plate control, %d without any control; %d control instances, %d genes "
              "(log2)", counts["pairs"], obs.cell_line.nunique(), obs.drug.nunique(), counts["paired_plate_matched"],

@@ -1,5 +1,6 @@
 # Drug response prediction pipeline: download -> build_dataset -> make_splits -> features -> train ->
-# predict -> evaluate -> report. README.md describes the architecture; config/README.md every key.
+# predict -> evaluate -> report, then final models -> predictions for new samples (samples.smk).
+# README.md describes the architecture; config/README.md every key.
 
 configfile: "config/config.yaml"
 
@@ -11,6 +12,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/latent.smk"
+include: "workflow/rules/samples.smk"
 
 
 rule all:

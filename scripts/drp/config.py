@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import auxiliary, unlabelled
+from . import auxiliary, sample_sets, unlabelled
 
 
 class ConfigError(ValueError):
@@ -146,6 +146,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     problems += _model_view_problems(config)
     problems += auxiliary.config_problems(config)  # models.<name>.auxiliary_responses and its leakage rules
     problems += unlabelled.config_problems(config)  # models.<name>.unlabelled_cell_lines
+    problems += sample_sets.config_problems(config)  # samples.<name> and final
     baseline = config["evaluation"]["baseline"]
     if baseline not in config["run"]["models"]:
         problems.append(f"evaluation.baseline: {baseline!r} must be one of run.models, since every model is "

@@ -5,12 +5,13 @@ from pathlib import Path
 # modules are imported at DAG time (no torch, anndata or scikit-learn): every Snakemake start and every
 # cluster job builds the DAG.
 sys.path.insert(0, str(Path(workflow.basedir) / "scripts"))
-from drp import auxiliary, input_names, unlabelled
+from drp import auxiliary, input_names, sample_sets, unlabelled
 from drp.config import validate_config
 from drp.models import catalog
 from snakemake.logging import logger
 
 validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+sample_sets.add_holdout_datasets(config)  # a held-out check's data set: the source less its held-out cell lines
 
 # outer folds of every repeat: repeat r holds folds r * n_folds .. (r + 1) * n_folds - 1 (drp.splits)
 FOLDS = list(range(config["splits"]["n_folds"] * config["splits"]["repeats"]))
@@ -24,19 +25,21 @@ def split_table_input(wildcards):
     return {"table": table} if table else {}
 
 
-def models_for_mode(mode):
+def models_for_mode(mode, dataset=None):
     """The run's models that can be evaluated under a split mode: drug-blind (LDO) splits need models
     that predict for unseen drugs (from drug features); the others are left out of LDO, not faked. Models
     with auxiliary responses are left out of pair-wise (LPO) splits: there a test pair's cell line trains
-    too, and its responses to the same compound in another screen would leak the test pair (drp.auxiliary)."""
-    return [m for m in config["run"]["models"]
+    too, and its responses to the same compound in another screen would leak the test pair (drp.auxiliary).
+    A held-out check's data set cross-validates only its sample set's models and the baselines (drp.sample_sets)."""
+    models = sample_sets.dataset_models(config, dataset) if dataset else config["run"]["models"]
+    return [m for m in models
             if (mode != "LDO" or catalog.traits(config["models"][m]).handles_unseen_drugs)
             and auxiliary.runs_in_mode(config["models"][m], mode)]
 
 
-def latent_models(mode):
+def latent_models(mode, dataset=None):
     """Models with a latent space: latent export, UMAP and training history."""
-    return [m for m in models_for_mode(mode) if catalog.traits(config["models"][m]).latent]
+    return [m for m in models_for_mode(mode, dataset) if catalog.traits(config["models"][m]).latent]
 
 
 LATENT_RUN_MODELS = [m for m in config["run"]["models"] if catalog.traits(config["models"][m]).latent]
@@ -127,7 +130,7 @@ MODEL_OUTPUTS = {"model": "model", "predictions": "predictions.parquet", "view_a
 def model_fold_outputs(wildcards, kinds, models=None):
     """Outputs of the training jobs of every fold, as inputs named fold<k>__<model>__<kind>."""
     return {input_names.model_fold_output(fold, model, kind): f"{fold_dir(wildcards, fold)}/{model}/{MODEL_OUTPUTS[kind]}"
-            for model in (models if models is not None else models_for_mode(wildcards.mode))
+            for model in (models if models is not None else models_for_mode(wildcards.mode, wildcards.dataset))
             for fold in FOLDS for kind in kinds}
 
 
@@ -144,7 +147,8 @@ def every_fold_features(wildcards):
 
 def latent_inputs(wildcards):
     """Every fold's features and the fold models of the models with a latent space that run in this mode."""
-    return {**model_fold_outputs(wildcards, ["model"], latent_models(wildcards.mode)), **every_fold_features(wildcards)}
+    return {**model_fold_outputs(wildcards, ["model"], latent_models(wildcards.mode, wildcards.dataset)),
+            **every_fold_features(wildcards)}
 
 
 def cross_study_model_inputs(wildcards):
@@ -202,4 +206,6 @@ def all_targets():
                 targets.append(f"{run_dir}/report/{latent_models(mode)[0]}_latent_umap.png")
     if cross_study_pairs():
         targets.append("results/cross_study/table.tsv")
+    for sample_set, spec in config["samples"].items():
+        targets.append(f"results/samples/{sample_set}/{'check.tsv' if 'holdout' in spec else 'predictions.tsv'}")
     return targets

@@ -27,7 +27,7 @@ for _source in config["sources"]:
 
 # One build rule per configured data set, since its views (and so its output files) come from config.
 for _dataset, _spec in config["datasets"].items():
-    if "folder" in _spec:  # a plug-in folder: its own rule below
+    if "folder" in _spec or sample_sets.is_holdout_dataset(config, _dataset):  # built below / by build_holdout_<set>
         continue
 
     rule:
@@ -66,7 +66,7 @@ for _dataset, _spec in config["datasets"].items():
 # build: the data set's files and everything made from them stay as they are. Built only when a training job
 # asks for them; only for sources that can write them (drp.unlabelled.BUILDERS).
 for _dataset, _spec in config["datasets"].items():
-    if not unlabelled.builds_unlabelled(config, _dataset):
+    if not unlabelled.builds_unlabelled(config, _dataset) or sample_sets.is_holdout_dataset(config, _dataset):
         continue
 
     rule:
@@ -100,7 +100,7 @@ def folder_files(spec):
 
 
 for _dataset, _spec in config["datasets"].items():
-    if "folder" not in _spec:
+    if "folder" not in _spec or sample_sets.is_holdout_dataset(config, _dataset):
         continue
 
     rule:

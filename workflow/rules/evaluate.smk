@@ -33,7 +33,7 @@ rule evaluate:
         **({"view_ablation": mode_report("results/{dataset}/{mode}/metrics/view_ablation.tsv", "view_ablation",
                                      {"table": "view randomization"})} if EVALUATION["view_ablation"] else {}),
     params:
-        models=lambda wc: models_for_mode(wc.mode),
+        models=lambda wc: models_for_mode(wc.mode, wc.dataset),
         baseline=EVALUATION["baseline"],
         naive_baseline=EVALUATION["naive_baseline"],
         baselines=EVALUATION["baselines"],

@@ -73,11 +73,15 @@ def _examples(values) -> str:
 # ---------------------------------------------------------------------------------------------- files
 
 
-def resolve_files(spec: dict) -> dict[str, Path]:
+def resolve_files(spec: dict, tables: tuple[str, ...] = TABLES, required: tuple[str, ...] = ("response",),
+                  label: str = "data set") -> dict[str, Path]:
     """The data set's files: ``response``, each view, and ``cell_lines`` / ``drugs`` when present.
 
     A key under ``spec["files"]`` names its file in the folder; otherwise ``<key>.csv`` or ``<key>.tsv``
-    (views also ``<key>.h5ad``) is looked up, and exactly one of them must exist.
+    (views also ``<key>.h5ad``) is looked up, and exactly one of them must exist. ``tables`` are the
+    tables looked up besides the views (``.csv`` / ``.tsv`` only), ``required`` those of them that must
+    exist (looked up before the views; the others after them, and left out when absent); ``label`` names
+    the folder in messages. The defaults are a plug-in data set's; drp.samples_io resolves sample sets.
     """
     folder = Path(spec["folder"])
     if not folder.is_dir():
@@ -86,8 +90,9 @@ def resolve_files(spec: dict) -> dict[str, Path]:
     named = spec.get("files") or {}
     entries = sorted(folder.iterdir())  # directories, FIFOs and dangling symlinks too: they are errors, not absent
     found = {}
-    for key in ("response", *spec["views"], "cell_lines", "drugs"):
-        suffixes = TABLE_SUFFIXES if key in TABLES else VIEW_SUFFIXES
+    optional = tuple(table for table in tables if table not in required)
+    for key in (*(table for table in tables if table in required), *spec["views"], *optional):
+        suffixes = TABLE_SUFFIXES if key in tables else VIEW_SUFFIXES
         if key in named:
             path = folder / named[key]
             if not os.path.lexists(path):
@@ -105,7 +110,7 @@ def resolve_files(spec: dict) -> dict[str, Path]:
                 raise DatasetFormatError(f"{folder}: both {' and '.join(p.name for p in candidates)} exist; expected "
                                          f"one file for {key!r} (name the one to use under files.{key})")
             if not candidates:
-                if key in ("cell_lines", "drugs"):
+                if key in optional:
                     continue
                 what = "the response table" if key == "response" else f"the view {key!r}"
                 raise DatasetFormatError(
@@ -116,12 +121,12 @@ def resolve_files(spec: dict) -> dict[str, Path]:
         # error message would quote it): only an absolute path under files.<key> says so on purpose
         real = path.resolve()
         if not (key in named and Path(named[key]).is_absolute()) and not real.is_relative_to(folder.resolve()):
-            raise DatasetFormatError(f"{path}: leads to {real}, outside the data set folder {folder.resolve()}; "
+            raise DatasetFormatError(f"{path}: leads to {real}, outside the {label} folder {folder.resolve()}; "
                                      f"expected a file in the folder (name an absolute path under files.{key} to "
                                      "read a file elsewhere on purpose)")
-        _check_file(path, key)
+        _check_file(path, key, optional)
         if path.suffix.lower() not in suffixes:
-            kinds = ".csv (comma-separated), .tsv (tab-separated)" + (" or .h5ad (AnnData)" if key not in TABLES else "")
+            kinds = ".csv (comma-separated), .tsv (tab-separated)" + (" or .h5ad (AnnData)" if key not in tables else "")
             raise DatasetFormatError(f"{path}: unknown file format {path.suffix or '(no suffix)'!r} for {key!r}; "
                                      f"expected {kinds}")
         found[key] = path
@@ -145,12 +150,13 @@ def _file_kind(path: Path) -> str | None:
     return f"a symlink to {kind}" if path.is_symlink() else kind
 
 
-def _check_file(path: Path, key: str | None = None) -> None:
-    """A readable regular file, or an error saying what the path is instead; a FIFO is never opened."""
+def _check_file(path: Path, key: str | None = None, optional: tuple[str, ...] = ("cell_lines", "drugs")) -> None:
+    """A readable regular file, or an error saying what the path is instead; a FIFO is never opened.
+    ``optional``: the keys that are optional tables (the others are the response table or a view)."""
     kind = _file_kind(path)
     if kind is None:
         return
-    if key in ("cell_lines", "drugs"):
+    if key in optional:
         what = f"the optional {key} table as a file (or no {path.name} at all)"
     elif key is not None:
         what = "the response table as a file" if key == "response" else f"the view {key!r} as a file"
@@ -471,13 +477,21 @@ def read_response(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return response, tissue
 
 
-def read_cell_lines(path: Path) -> pd.DataFrame:
-    """Annotations indexed by cell line (strings), with the ``line`` of each."""
-    table = _Table(path, "cell_line, optionally tissue and other annotations")
-    table.require(REQUIRED_COLUMNS["cell_lines"])
+def read_cell_lines(path: Path, columns: tuple[str, ...] = tuple(REQUIRED_COLUMNS["cell_lines"])) -> pd.DataFrame:
+    """Annotations indexed by cell line (strings), with the ``line`` of each. ``columns``: the names the id
+    column may have, in order of preference (a sample set's annotations: ``sample`` or ``cell_line``); the
+    index takes the name found."""
+    table = _Table(path, f"{columns[0]}, optionally tissue and other annotations")
+    column = next((name for name in columns if name in table.header), None)
+    if column is None and len(columns) > 1:
+        raise DatasetFormatError(f"{path}: line 1 (header): missing column {columns[0]!r}; expected the id column "
+                                 f"named {' or '.join(map(repr, columns))}, optionally tissue and other annotations; "
+                                 f"found {table.header}")
+    if column is None:
+        table.require(list(columns))
     frame = table.strings()
-    _check_ids(path, frame, "cell_line")
-    return frame.set_index("cell_line")
+    _check_ids(path, frame, column)
+    return frame.set_index(column)
 
 
 def read_drugs(path: Path) -> pd.DataFrame:
@@ -505,14 +519,16 @@ def _check_ids(path: Path, frame: pd.DataFrame, column: str) -> None:
 # ---------------------------------------------------------------------------------------------- views
 
 
-def read_view(path: Path) -> tuple[np.ndarray, pd.Index, pd.Index]:
-    """(cell lines x features matrix, cell-line ids, feature names) of one view file, all values finite."""
+def read_view(path: Path, unit: str = "cell line") -> tuple[np.ndarray, pd.Index, pd.Index]:
+    """(cell lines x features matrix, cell-line ids, feature names) of one view file, all values finite.
+    ``unit`` names what a row is in messages (a sample set's views: "sample")."""
     if path.suffix.lower() == ".h5ad":
         _check_file(path)
-        return _read_h5ad_view(path)
-    table = _Table(path, "the cell-line id column, then one column per feature")
+        return _read_h5ad_view(path, unit)
+    hyphened = unit.replace(" ", "-")
+    table = _Table(path, f"the {hyphened} id column, then one column per feature")
     if len(table.header) < 2:
-        raise DatasetFormatError(f"{path}: line 1 (header) has one column; expected the cell-line id column "
+        raise DatasetFormatError(f"{path}: line 1 (header) has one column; expected the {hyphened} id column "
                                  "followed by one column per feature")
     empty = [number for number, name in enumerate(table.header[1:], start=2) if name == ""]
     if empty:
@@ -523,20 +539,20 @@ def read_view(path: Path) -> tuple[np.ndarray, pd.Index, pd.Index]:
     lines = np.asarray(table.record_lines)
     empty_ids = lines[(ids == "").to_numpy()]
     if len(empty_ids):
-        raise DatasetFormatError(f"{path}: column 1 (cell-line ids): empty id on {_lines(empty_ids)}; expected "
-                                 "a cell-line id in the first column of every line")
+        raise DatasetFormatError(f"{path}: column 1 ({hyphened} ids): empty id on {_lines(empty_ids)}; expected "
+                                 f"a {hyphened} id in the first column of every line")
     repeated = ids.duplicated(keep=False).to_numpy()
     if repeated.any():
         first = ids[repeated].iloc[0]
-        raise DatasetFormatError(f"{path}: column 1 (cell-line ids): {first!r} appears on "
-                                 f"{_lines(lines[(ids == first).to_numpy()])}; expected one row per cell line")
+        raise DatasetFormatError(f"{path}: column 1 ({hyphened} ids): {first!r} appears on "
+                                 f"{_lines(lines[(ids == first).to_numpy()])}; expected one row per {unit}")
     bad = ~np.isfinite(matrix)
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise DatasetFormatError(
             f"{path}: {_non_finite_counts(matrix)}, the first on line {lines[row]}, column "
             f"{table.header[col + 1]!r}; expected a finite number in every cell (impute, or drop the feature or "
-            "cell line, before plugging the view in)")
+            f"{unit}, before plugging the view in)")
     return matrix, pd.Index(ids.to_numpy(dtype=str)), pd.Index(table.header[1:])
 
 
@@ -547,14 +563,14 @@ def _non_finite_counts(matrix: np.ndarray) -> str:
     return " and ".join(parts) + " value" + ("s" if n_missing + n_infinite > 1 else "")
 
 
-def _read_h5ad_view(path: Path) -> tuple[np.ndarray, pd.Index, pd.Index]:
+def _read_h5ad_view(path: Path, unit: str = "cell line") -> tuple[np.ndarray, pd.Index, pd.Index]:
     try:
         view = canonical.read_view(path)  # anndata, imported there on first use
     except Exception as error:  # h5py and anndata raise many kinds; all mean the same to the user
         raise DatasetFormatError(f"{path}: cannot be read as AnnData ({type(error).__name__}: {error}); expected "
                                  "an .h5ad file written by anndata") from None
     if view.X is None or view.n_vars == 0 or view.n_obs == 0:
-        raise DatasetFormatError(f"{path}: X is empty ({view.n_obs} x {view.n_vars}); expected cell lines x "
+        raise DatasetFormatError(f"{path}: X is empty ({view.n_obs} x {view.n_vars}); expected {unit}s x "
                                  "features in X")
     import scipy.sparse
 
@@ -564,7 +580,7 @@ def _read_h5ad_view(path: Path) -> tuple[np.ndarray, pd.Index, pd.Index]:
     matrix = matrix.astype(np.float64)
     ids = pd.Index(view.obs_names.astype(str).str.strip())
     features = pd.Index(view.var_names.astype(str))
-    for index, axis in ((ids, "obs_names (cell lines)"), (features, "var_names (features)")):
+    for index, axis in ((ids, f"obs_names ({unit}s)"), (features, "var_names (features)")):
         if (index == "").any():
             raise DatasetFormatError(f"{path}: {axis}: empty name at position {int(np.argmax(index == '')) + 1}; "
                                      "expected a name for every entry")
@@ -576,7 +592,7 @@ def _read_h5ad_view(path: Path) -> tuple[np.ndarray, pd.Index, pd.Index]:
         row, col = np.argwhere(bad)[0]
         raise DatasetFormatError(f"{path}: X has {_non_finite_counts(matrix)}, the first at obs {ids[row]!r}, var "
                                  f"{features[col]!r}; expected finite numbers (impute, or drop the feature or "
-                                 "cell line, first)")
+                                 f"{unit}, first)")
     return matrix, ids, features
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from drp.samples_io import read_sample_set, transform_samples  # noqa: E402
-from drp.stages.samples import shuffled_profiles  # noqa: E402
+from drp.stages.samples import shuffled_model_inputs  # noqa: E402
 from drp.uncertainty import NeighbourDistance, ood_matrix  # noqa: E402
 
 
@@ -30,8 +30,7 @@ def flag_rates(results: Path, sample_set: str, dataset: str, k: int, quantile: f
     fitted = {path.stem: ad.read_h5ad(path) for path in sorted(final.glob("*.h5ad"))}
     raw, _, _ = read_sample_set({"folder": str(results / "samples" / sample_set / "input"), "views": list(fitted)})
     views, _ = transform_samples(raw, fitted)
-    scrambled, _ = transform_samples(shuffled_profiles(
-        {v: raw[v][:, raw[v].var_names.isin(fitted[v].var_names)] for v in fitted}, seed), fitted)
+    scrambled, _ = transform_samples(shuffled_model_inputs(raw, fitted, seed), fitted)
     rows = []
     for size in range(1, len(fitted) + 1):
         for names in itertools.combinations(sorted(fitted), size):

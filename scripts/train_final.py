@@ -7,4 +7,4 @@ sm = snakemake  # noqa: F821 (Snakemake injects `snakemake`)
 
 run_stage(sm, "drp.stages.final:train_final", sm.input, model_name=sm.wildcards.model, dataset=sm.wildcards.dataset,
           spec=sm.params.spec, seed=sm.params.seed, threads=sm.threads, settings=sm.params.settings,
-          outputs=dict(sm.output))
+          outputs=dict(sm.output), refit=sm.params.refit)

@@ -46,10 +46,13 @@ def is_holdout_dataset(config: Mapping, dataset: str) -> bool:
 
 
 def dataset_models(config: Mapping, dataset: str) -> list[str]:
-    """The models cross-validated on a data set: the run's models, or, for a held-out check's data set, its
-    sample set's models and the evaluation's baselines (what the final models' cards and calibration need)."""
+    """The models cross-validated on a data set: the run's models and those of the folder sample sets it
+    predicts (their final models' cards and calibration need the cross-validation), or, for a held-out check's
+    data set, its sample set's models and the evaluation's baselines."""
     if not is_holdout_dataset(config, dataset):
-        return list(config["run"]["models"])
+        folder_sets = [name for name, spec in (config.get("samples") or {}).items()
+                       if "holdout" not in spec and spec.get("dataset") == dataset]
+        return list(dict.fromkeys([*config["run"]["models"], *(m for name in folder_sets for m in models_of(config, name))]))
     evaluation = config["evaluation"]
     wanted = [*models_of(config, config["datasets"][dataset][HOLDOUT_KEY]), evaluation["baseline"],
               *([evaluation["naive_baseline"]] if evaluation.get("naive_baseline") else []),
@@ -66,6 +69,9 @@ def config_problems(config: Mapping) -> list[str]:
     """Cross-references of ``samples`` and ``final`` that the schema cannot check."""
     problems = []
     models, datasets = config["models"], config["datasets"]
+    if config.get("samples") and config["splits"].get("validation_fraction") is None:
+        problems.append("samples: final models choose their epochs and per-drug settings on validation cell lines; "
+                        "set splits.validation_fraction (e.g. 0.2)")
     for model in config["final"]["models"]:
         if model not in models:
             problems.append(f"final.models: {model!r} is not defined under models")

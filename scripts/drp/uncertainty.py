@@ -45,17 +45,23 @@ def out_of_fold_residuals(predictions: pd.DataFrame, model: str | None = None) -
                          "fold": predictions.fold.to_numpy(), "residual": residual})
 
 
-def conformal_halfwidth(absolute_residuals: np.ndarray, level: float) -> float:
-    """The split-conformal half-width at ``level``: the ceil((n + 1) level)-th smallest |residual|; infinite
-    when n is too small for the level (fewer than level / (1 - level) residuals)."""
-    values = np.sort(np.abs(np.asarray(absolute_residuals, dtype=np.float64)))
-    rank = math.ceil((len(values) + 1) * level)
-    return float(values[rank - 1]) if 0 < rank <= len(values) else math.inf
+def conformal_halfwidth(residuals: np.ndarray, level: float, n: int | None = None) -> float:
+    """The split-conformal half-width at ``level``: the ceil((n + 1) level)-th smallest of n |residuals|;
+    infinite when n is too small for the level (fewer than level / (1 - level) residuals). With repeated
+    cross-validation a cell line has a residual per repeat: ``n`` is then the number of cell lines, and the
+    half-width the same quantile, ceil((n + 1) level) / n, of all the residuals."""
+    values = np.sort(np.abs(np.asarray(residuals, dtype=np.float64)))
+    n = len(values) if n is None else n
+    rank = math.ceil((n + 1) * level - 1e-9)  # the tolerance keeps e.g. 101 * 0.55 from rounding up past 55.55
+    if not 0 < rank <= n:
+        return math.inf
+    return float(values[-(-rank * len(values) // n) - 1])  # the ceil(rank / n * len)-th, in integers
 
 
 def halfwidths(residuals: pd.DataFrame, level: float) -> pd.Series:
-    """drug -> conformal half-width at ``level`` from its residuals."""
-    return residuals.groupby("drug")["residual"].apply(lambda r: conformal_halfwidth(r.to_numpy(), level))
+    """drug -> conformal half-width at ``level`` from its residuals (n: its cell lines, counted once over repeats)."""
+    return pd.Series({drug: conformal_halfwidth(group.residual.to_numpy(), level, group.cell_line.nunique())
+                      for drug, group in residuals.groupby("drug")}, dtype=float)
 
 
 def fold_coverage(residuals: pd.DataFrame, level: float, folds_of_repeat: dict[int, list[int]] | None = None

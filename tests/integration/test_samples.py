@@ -139,9 +139,9 @@ def test_predictions_cover_every_drug_with_intervals_ranks_and_flags(samples_run
     methods = predictions.groupby("model").explained_by.unique().to_dict()
     assert list(methods["drvae"]) == ["integrated_gradients"] and list(methods["ridge"]) == ["coefficient_x_value"]
     assert (predictions.top_features.fillna("").str.len() > 0).all()
-    # percentile and rank agree: lower LN_IC50 is more sensitive, so rank 1 has the smallest percentile
-    first = predictions[predictions["rank"] == 1].set_index(["sample", "model"]).percentile
-    assert (first <= predictions.groupby(["sample", "model"]).percentile.min() + 1e-12).all()
+    # rank 1 is the drug the sample is most likely sensitive to (the highest p(sensitive))
+    first = predictions[predictions["rank"] == 1].set_index(["sample", "model"]).p_sensitive
+    assert (first >= predictions.groupby(["sample", "model"]).p_sensitive.max() - 1e-12).all()
 
 
 def test_explanations_are_complete(samples_run):
@@ -203,9 +203,10 @@ def test_model_card(samples_run):
     assert card["model"] == "ridge" and card["dataset"] == "gdsc2" and card["training"]["cell_lines"] == 150
     metrics = card["cross_validation"]["metrics"]
     assert card["cross_validation"]["mode"] == "LCO" and metrics["pearson"]["mean_per_drug"] > 0.2
-    # Split-conformal intervals cover 90% of exchangeable held-out pairs; over ~1,300 CV pairs the binomial
-    # sd is ~0.008, so 0.05 is more than five sd (the fixture gives 0.88-0.92 here).
-    assert abs(card["calibration"]["cv_fold_coverage"] - 0.9) < 0.05, card["calibration"]
+    # Split-conformal intervals cover 90% of exchangeable held-out pairs: within 3 points of nominal on the CV
+    # folds, as the card checks (over ~1,300 CV pairs the binomial sd is ~0.008; the fixture gives about 0.90)
+    assert abs(card["calibration"]["cv_fold_coverage"] - 0.9) <= 0.03, card["calibration"]
+    assert card["calibration"]["cv_fold_coverage_within_tolerance"]
     coverage = pd.read_csv(final / "calibration" / "fold_coverage.tsv", sep="\t")
     assert len(coverage) == N_FOLDS
 

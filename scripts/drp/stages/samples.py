@@ -22,12 +22,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..dataset import UNKNOWN_TISSUE, Dataset, read_meta, read_response, read_view
+from ..dataset import UNKNOWN_TISSUE, Dataset, read_drugs, read_meta, read_response, read_view
 from ..io import write_h5ad, write_json, write_table, write_text
 
 log = logging.getLogger(__name__)
 
 TOP_FEATURES_SHOWN = 3  # in predictions.tsv; explanations.tsv keeps the top ``explain_top``
+# Samples are handed to the models under ids no training cell line has: a model that remembers a training
+# line's own effect by its id (the mean-effects baselines) must not give it to a sample that shares the id.
+SAMPLE_PREFIX = "sample::"
 
 
 def held_out_cell_lines(tissue: pd.Series, holdout: Mapping) -> pd.Index:
@@ -65,7 +68,7 @@ def build_holdout(paths: Mapping, holdout: Mapping, sample_set: str, outputs: Ma
     response = read_response(paths["response"])
     remaining = Dataset(views={name: view[kept].copy() for name, view in views.items()},
                         response=response[~response.cell_line.isin(held)].reset_index(drop=True),
-                        drugs=pd.read_csv(paths["drugs"], sep="\t", keep_default_na=False, dtype=str),
+                        drugs=read_drugs(paths["drugs"]),
                         measure=meta["measure"], lower_is_sensitive=meta["lower_is_sensitive"],
                         provenance={**meta.get("provenance", {}),
                                     "held_out": {"sample_set": sample_set, **dict(holdout), "cell_lines": len(held)}})
@@ -82,26 +85,29 @@ def build_holdout(paths: Mapping, holdout: Mapping, sample_set: str, outputs: Ma
 
 
 def _rank(frame: pd.DataFrame, lower_is_sensitive: bool) -> np.ndarray:
-    """1 = the drug the sample is predicted most sensitive to, relative to the training cell lines (by the
-    prediction's percentile among them, then by p(sensitive))."""
-    key = frame.percentile if lower_is_sensitive else -frame.percentile
-    tiebreak = -frame.p_sensitive.fillna(0.5)
-    order = pd.DataFrame({"key": key, "tiebreak": tiebreak, "sample": frame["sample"]})
-    return order.sort_values(["key", "tiebreak"]).groupby("sample").cumcount().reindex(frame.index).to_numpy() + 1
+    """1 = the drug the sample is most likely sensitive to: by p(sensitive), the probability that its response
+    is beyond the drug's median over the training cell lines (it weighs the prediction against the model's
+    error for that drug), then by the prediction's percentile among the training cell lines."""
+    order = pd.DataFrame({"p": -frame.p_sensitive.fillna(0.5),
+                          "percentile": frame.percentile if lower_is_sensitive else -frame.percentile,
+                          "sample": frame["sample"]})
+    return order.sort_values(["p", "percentile"]).groupby("sample").cumcount().reindex(frame.index).to_numpy() + 1
 
 
 def model_predictions(model, name: str, cells, samples: pd.Index, calibration: Path, level: float,
                       lower_is_sensitive: bool) -> pd.DataFrame:
     """One final model's predictions for every sample and every drug it was trained on, with percentile,
-    p(sensitive), the conformal interval and the rank of each drug within the sample."""
+    p(sensitive), the conformal interval (infinite for a drug without enough residuals) and the rank of each
+    drug within the sample. ``cells`` holds the samples under ``SAMPLE_PREFIX`` + id."""
     from ..uncertainty import halfwidths, probability_sensitive, training_percentile
 
     training = pd.read_parquet(calibration / "training_response.parquet")
     residuals = pd.read_parquet(calibration / "residuals.parquet")
     drugs = sorted(training.drug.unique())
     pairs = pd.DataFrame({"cell_line": np.repeat(samples.to_numpy(), len(drugs)), "drug": np.tile(drugs, len(samples))})
-    y_pred = model.predict(pairs, cells)["y_pred"].to_numpy(dtype=np.float64)
-    width = halfwidths(residuals, level).reindex(pairs.drug).to_numpy()
+    y_pred = model.predict(pairs.assign(cell_line=SAMPLE_PREFIX + pairs.cell_line), cells)["y_pred"].to_numpy(
+        dtype=np.float64)
+    width = halfwidths(residuals, level).reindex(pairs.drug).fillna(np.inf).to_numpy()
     thresholds = training.groupby("drug")["response"].median()
     out = pd.DataFrame({"sample": pairs.cell_line, "model": name, "drug": pairs.drug, "prediction": y_pred,
                         "lower": y_pred - width, "upper": y_pred + width, "interval_level": level,
@@ -113,19 +119,28 @@ def model_predictions(model, name: str, cells, samples: pd.Index, calibration: P
     return out
 
 
-def shuffled_profiles(views: Mapping, seed: int) -> dict:
-    """Every sample's values permuted across the features of each view (its own permutation per sample and
-    view): the same values, no biology; the OOD score must flag them."""
+def shuffled_model_inputs(raw: Mapping, fitted: Mapping, seed: int) -> dict:
+    """Every sample's raw values permuted across the final features of each view (its own permutation per
+    sample and view): the same values, no biology; the OOD score must flag them. Only the features the models
+    use are shuffled: the file's other columns (genes the selection dropped, annotations) would dilute them
+    with values the models never see."""
     import anndata as ad
 
     rng = np.random.default_rng(seed)
     out = {}
-    for name, view in views.items():
+    for name in fitted:
+        view = raw[name][:, raw[name].var_names.isin(fitted[name].var_names)]
         X = np.asarray(view.X, dtype=np.float64).copy()
         for row in X:
             rng.shuffle(row)
         out[name] = ad.AnnData(X=X, obs=view.obs.copy(), var=view.var.copy())
     return out
+
+
+def _renamed(view, names) -> "ad.AnnData":
+    renamed = view.copy()
+    renamed.obs_names = pd.Index(names)
+    return renamed
 
 
 def predict_samples(paths: Mapping, sample_set: str, spec: Mapping, models: Mapping, settings: Mapping,
@@ -139,7 +154,7 @@ def predict_samples(paths: Mapping, sample_set: str, spec: Mapping, models: Mapp
 
     from .. import input_names
     from ..explain import explain
-    from ..models import resolve
+    from ..models import catalog, resolve
     from ..models.base import CellLineData
     from ..samples_io import read_sample_set, transform_samples
     from ..uncertainty import NeighbourDistance, ood_matrix, ood_view_names
@@ -170,24 +185,25 @@ def predict_samples(paths: Mapping, sample_set: str, spec: Mapping, models: Mapp
                "ood_flag_rate": float(np.mean(ood.flag(ood_score))),
                "samples_of_unseen_tissue": int((~tissue.isin(training_tissues)).sum())}
     if spec.get("shuffled_check"):  # the same samples with their genes scrambled: must be flagged
-        # scrambled among the model's features only: the file's other columns (genes the final features dropped,
-        # annotations) would otherwise dilute the model's inputs with values it never sees
-        model_inputs = {v: raw[v][:, raw[v].var_names.isin(fitted[v].var_names)] for v in fitted}
-        scrambled, _ = transform_samples(shuffled_profiles(model_inputs, settings["seed"]), fitted,
+        scrambled, _ = transform_samples(shuffled_model_inputs(raw, fitted, settings["seed"]), fitted,
                                          missing=spec.get("missing_features", "refuse"),
                                          max_missing_fraction=spec.get("max_missing_fraction", 0.2), source=files)
         summary["shuffled_ood_flag_rate"] = float(np.mean(ood.flag(ood.score(ood_matrix(scrambled, ood_views)))))
         log.info("gene-shuffled profiles flagged: %.3f", summary["shuffled_ood_flag_rate"])
 
-    cells = CellLineData(views, tissue, read_view(paths["drug_features"]) if "drug_features" in paths.keys() else None)
+    cells = CellLineData({name: _renamed(view, SAMPLE_PREFIX + view.obs_names) for name, view in views.items()},
+                         pd.Series(tissue.to_numpy(), index=SAMPLE_PREFIX + tissue.index),
+                         read_view(paths["drug_features"]) if "drug_features" in paths.keys() else None)
     frames, explanations, latents, completeness = [], [], {}, {}
     for name in tqdm(list(models), desc=f"{sample_set}: final models", file=sys.stderr):
         model_dir, calibration = Path(paths[f"model__{name}"]), Path(paths[f"calibration__{name}"])
         model = resolve(json.loads((model_dir / "model.json").read_text())["class"]).load(model_dir)
         predicted = model_predictions(model, name, cells, samples, calibration, settings["interval_level"],
                                       meta["lower_is_sensitive"])
-        attributions, explained = explain(model, predicted[["sample", "drug"]].rename(columns={"sample": "cell_line"}),
+        attributions, explained = explain(model, pd.DataFrame({"cell_line": SAMPLE_PREFIX + predicted["sample"],
+                                                               "drug": predicted.drug}),
                                           cells, top=settings["explain_top"], n_steps=settings["explain_steps"])
+        attributions["cell_line"] = attributions.cell_line.str.removeprefix(SAMPLE_PREFIX)
         predicted["explained_by"] = explained.method.to_numpy()
         predicted["top_features"] = _top_feature_text(attributions, predicted)
         completeness[name] = {"method": str(explained.method.iloc[0]) if len(explained) else "none",
@@ -197,7 +213,7 @@ def predict_samples(paths: Mapping, sample_set: str, spec: Mapping, models: Mapp
                               if explained.completeness_error.notna().any() else None}
         frames.append(predicted)
         explanations.append(attributions.rename(columns={"cell_line": "sample"}).assign(model=name))
-        if hasattr(model, "encode"):
+        if catalog.traits(models[name]).latent:
             latents[name] = (np.asarray(model.encode(CellLineData(fitted, next(iter(fitted.values())).obs["tissue"]
                                                                   .astype(str), cells.drug_features))),
                              np.asarray(model.encode(cells)))
@@ -288,36 +304,40 @@ def report_html(sample_set: str, predictions: pd.DataFrame, summary: Mapping, me
     return "\n".join(parts)
 
 
-def check_samples(paths: Mapping, outputs: Mapping, min_samples: int = 10,
-                  bootstrap_samples: int = 1000, seed: int = 0) -> None:
+def check_samples(paths: Mapping, outputs: Mapping, min_samples: int = 10, bootstrap_samples: int = 1000,
+                  seed: int = 0) -> None:
     """A held-out check: every model's predictions of the held-out cell lines against their hidden responses.
-    Per model: mean per-drug Pearson over drugs with at least ``min_samples`` held-out responses (percentile
-    bootstrap 95% interval over the samples), the intervals' empirical coverage (overall, and its 10th percentile
-    over drugs), p(sensitive)'s Brier score against the sensitivity its threshold defines, and the share of samples
-    flagged out of distribution (and of their gene-shuffled profiles, when the set asks for that check).
-    Inputs: predictions, hidden_response, summary, meta; output: check (tsv)."""
+    Per model: the mean per-drug Pearson over the drugs with at least ``min_samples`` held-out responses and a
+    spread in both (as the evaluation scores a fold: ``statistics.pearson_fold_means``), with a percentile
+    bootstrap 95% interval over the samples; the intervals' empirical coverage (overall, and its 10th
+    percentile over drugs); p(sensitive)'s Brier score against the sensitivity its threshold defines; and the
+    share of samples flagged out of distribution (and of their gene-shuffled profiles, when the set asks for
+    that check). Inputs: predictions, hidden_response, summary, meta; output: check (tsv)."""
+    from ..statistics import pearson_fold_means
+
     lower_is_sensitive = read_meta(paths["meta"])["lower_is_sensitive"]
-    predictions = pd.read_csv(paths["predictions"], sep="\t", keep_default_na=False,
-                              dtype={"sample": str, "drug": str, "model": str})
+    # ids as text (a drug may be named NA); an empty number field is a missing value (an infinite interval is inf)
+    predictions = pd.read_csv(paths["predictions"], sep="\t", keep_default_na=False, na_values=[""],
+                              dtype={"sample": str, "drug": str, "model": str, "tissue": str})
     hidden = read_response(paths["hidden_response"])
     sample_summary = json.loads(Path(paths["summary"]).read_text())
     scored = predictions.merge(hidden, on=["sample", "drug"], how="inner", validate="many_to_one")
+    samples = pd.Index(sorted(scored["sample"].unique()))
     rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(samples), np.full(len(samples), 1.0 / len(samples)), size=bootstrap_samples)
     rows = []
     for model, frame in scored.groupby("model", sort=False):
-        predicted = frame.pivot(index="sample", columns="drug", values="prediction")
-        observed = frame.pivot(index="sample", columns="drug", values="response").reindex_like(predicted)
-        P, Y = predicted.to_numpy(dtype=np.float64), observed.to_numpy(dtype=np.float64)
-        n = len(P)
-        boot = [weighted_mean_pearson(P, Y, np.bincount(rng.integers(0, n, n), minlength=n), min_samples)
-                for _ in range(bootstrap_samples)]
+        pairs = pd.DataFrame({"cell_line": frame["sample"], "drug": frame.drug, "y_true": frame.response,
+                              "y_pred": frame.prediction, "fold": 0})
+        point = pearson_fold_means(pairs, samples, np.ones((1, len(samples))), min_samples)[0].iloc[0]
+        boot = pearson_fold_means(pairs, samples, counts, min_samples)[0].to_numpy() if bootstrap_samples else []
         covered = (frame.response >= frame.lower) & (frame.response <= frame.upper)
         sensitive = (frame.response < frame.threshold) if lower_is_sensitive else (frame.response > frame.threshold)
         flags = frame.drop_duplicates("sample").ood_flag.astype(str).str.lower().eq("true")
-        rows.append({"model": model, "samples": n, "pairs": len(frame),
-                     "mean_per_drug_pearson": weighted_mean_pearson(P, Y, np.ones(n), min_samples),
-                     "pearson_ci_low": float(np.nanpercentile(boot, 2.5)) if boot else np.nan,
-                     "pearson_ci_high": float(np.nanpercentile(boot, 97.5)) if boot else np.nan,
+        rows.append({"model": model, "samples": frame["sample"].nunique(), "pairs": len(frame),
+                     "mean_per_drug_pearson": float(point),
+                     "pearson_ci_low": float(np.nanpercentile(boot, 2.5)) if len(boot) else np.nan,
+                     "pearson_ci_high": float(np.nanpercentile(boot, 97.5)) if len(boot) else np.nan,
                      "interval_level": float(frame.interval_level.iloc[0]), "coverage": float(covered.mean()),
                      "coverage_per_drug_p10": float(covered.groupby(frame.drug).mean().quantile(0.1)),
                      "median_interval_width": float((frame.upper - frame.lower).median()),
@@ -327,19 +347,3 @@ def check_samples(paths: Mapping, outputs: Mapping, min_samples: int = 10,
     check = pd.DataFrame(rows)
     log.info("held-out check:\n%s", check.round(4).to_string())
     write_table(outputs["check"], check)
-
-
-def weighted_mean_pearson(P: np.ndarray, Y: np.ndarray, weights: np.ndarray, min_samples: int) -> float:
-    """The mean over drugs (columns) of the Pearson correlation of predictions P and responses Y (samples x
-    drugs, NaN where unobserved), each sample counted ``weights`` times (a bootstrap draw's counts); drugs with
-    fewer than ``min_samples`` counted samples, or no spread, are left out."""
-    mask = ~np.isnan(Y)
-    W = np.where(mask, weights[:, None], 0.0)
-    counts = W.sum(axis=0)
-    Pz, Yz = np.where(mask, P, 0.0), np.where(mask, Y, 0.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mp, my = (W * Pz).sum(0) / counts, (W * Yz).sum(0) / counts
-        dp, dy = np.where(mask, Pz - mp, 0.0), np.where(mask, Yz - my, 0.0)
-        r = (W * dp * dy).sum(0) / np.sqrt((W * dp**2).sum(0) * (W * dy**2).sum(0))
-    keep = (counts >= min_samples) & np.isfinite(r)
-    return float(r[keep].mean()) if keep.any() else float("nan")

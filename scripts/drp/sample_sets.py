@@ -52,7 +52,8 @@ def dataset_models(config: Mapping, dataset: str) -> list[str]:
     if not is_holdout_dataset(config, dataset):
         folder_sets = [name for name, spec in (config.get("samples") or {}).items()
                        if "holdout" not in spec and spec.get("dataset") == dataset]
-        return list(dict.fromkeys([*config["run"]["models"], *(m for name in folder_sets for m in models_of(config, name))]))
+        return list(dict.fromkeys([*config["run"]["models"],
+                                   *(model for name in folder_sets for model in models_of(config, name))]))
     evaluation = config["evaluation"]
     wanted = [*models_of(config, config["datasets"][dataset][HOLDOUT_KEY]), evaluation["baseline"],
               *([evaluation["naive_baseline"]] if evaluation.get("naive_baseline") else []),

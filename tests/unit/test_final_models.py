@@ -5,7 +5,6 @@ the sample-set config (drp.sample_sets)."""
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np

@@ -4,7 +4,8 @@
 # or a held-out check: real cell lines taken out of a data set (rule build_holdout_<name>) and predicted by the
 # final models of the data set without them, their hidden responses scored by check_samples_<name>.
 # what the sample-set job needs of `final` (the final model's job takes only interval_level, for its card)
-FINAL_SETTINGS = {key: config["final"][key] for key in ("interval_level", "ood_neighbours", "ood_quantile", "ood_views")}
+FINAL_SETTINGS = {key: config["final"][key]
+                  for key in ("interval_level", "ood_neighbours", "ood_quantile", "ood_views")}
 
 
 def final_features_paths(dataset):

@@ -82,7 +82,8 @@ def candidate_labels(spec: dict) -> dict[str, dict]:
     candidates = [{k: params[k] for k in spec["grid"]} for params in grid_candidates(spec)]
     text = pd.DataFrame(candidates).to_csv(sep="\t", index=False)
     read = pd.read_csv(io.StringIO(text), sep="\t")
-    return {json.dumps(row.to_dict(), default=str): candidate for (_, row), candidate in zip(read.iterrows(), candidates)}
+    return {json.dumps(row.to_dict(), default=str): candidate
+            for (_, row), candidate in zip(read.iterrows(), candidates)}
 
 
 def chosen_candidate(tuning: pd.DataFrame, model: str, spec: dict) -> tuple[dict | None, dict]:
@@ -208,7 +209,7 @@ def card_markdown(card: dict) -> str:
              f"- {card['training']['cell_lines']} cell lines, {card['training']['drugs']} drugs, "
              f"{card['training']['pairs']} pairs, {card['training']['tissues']} tissues; response "
              f"{card['measure']} ({'lower' if card['lower_is_sensitive'] else 'higher'} = more sensitive)",
-             f"- features: " + ", ".join(f"{v} {n}" for v, n in card["training"]["views"].items()),
+             "- features: " + ", ".join(f"{v} {n}" for v, n in card["training"]["views"].items()),
              f"- provenance: `{json.dumps(card['dataset_provenance'], sort_keys=True)[:600]}`", "",
              "## Hyperparameters",
              f"- grid candidate (most often chosen by the {card['cross_validation']['mode']} cross-validation): "
@@ -217,7 +218,8 @@ def card_markdown(card: dict) -> str:
              f"## Cross-validated metrics ({card['cross_validation']['mode']}, mean per drug)", "",
              "| metric | mean per drug | mean over repeats | sd over repeats | repeats |", "|---|---|---|---|---|"]
     for metric, values in sorted(metrics.items()):
-        lines.append(f"| {metric} | {_number(values.get('mean_per_drug'))} | {_number(values.get('mean_over_repeats'))} | "
+        lines.append(f"| {metric} | {_number(values.get('mean_per_drug'))} | "
+                     f"{_number(values.get('mean_over_repeats'))} | "
                      f"{_number(values.get('sd_over_repeats'))} | {values.get('repeats', '')} |")
     calibration = card["calibration"]
     off_nominal = "" if calibration["cv_fold_coverage_within_tolerance"] else \

@@ -18,12 +18,16 @@ import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..dataset import UNKNOWN_TISSUE, Dataset, read_drugs, read_meta, read_response, read_view
 from ..io import write_h5ad, write_json, write_table, write_text
+
+if TYPE_CHECKING:  # anndata is imported in the functions that build views
+    import anndata as ad
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +81,8 @@ def build_holdout(paths: Mapping, holdout: Mapping, sample_set: str, outputs: Ma
     for name, view in views.items():  # the raw profiles, as a user would hand them in
         write_h5ad(folder / f"{name}.h5ad", ad.AnnData(X=np.asarray(view[held].X), obs=pd.DataFrame(index=held),
                                                        var=pd.DataFrame(index=view.var_names)))
-    write_table(folder / "samples.tsv", pd.DataFrame({"sample": held, "tissue": first.obs.loc[held, "tissue"].to_numpy()}))
+    write_table(folder / "samples.tsv",
+                pd.DataFrame({"sample": held, "tissue": first.obs.loc[held, "tissue"].to_numpy()}))
     hidden = response[response.cell_line.isin(held)].rename(columns={"cell_line": "sample"}).reset_index(drop=True)
     write_table(outputs["hidden_response"], hidden)
     log.info("held out %d of %d cell lines (%s) with %d responses; %d cell lines remain", len(held), first.n_obs,
@@ -148,8 +153,8 @@ def predict_samples(paths: Mapping, sample_set: str, spec: Mapping, models: Mapp
     """The sample set's job. Inputs: the sample files (view names and ``annotations``) or ``sample_folder`` (a
     held-out check's), ``meta``, ``drug_features``, ``features_<view>`` (the final features), and per model
     ``model__<name>`` and ``calibration__<name>``. ``models``: name -> model spec. ``settings``: interval_level,
-    ood_neighbours, ood_quantile, ood_views, explain_top, explain_steps, seed. Outputs: predictions, explanations, latent,
-    report, summary."""
+    ood_neighbours, ood_quantile, ood_views, explain_top, explain_steps, seed. Outputs: predictions,
+    explanations, latent, report, summary."""
     from tqdm import tqdm
 
     from .. import input_names
@@ -284,7 +289,8 @@ def report_html(sample_set: str, predictions: pd.DataFrame, summary: Mapping, me
              "is predicted most sensitive to relative to the training cell lines (percentile of the prediction among "
              f"their responses). Intervals: {100 * predictions.interval_level.iloc[0]:.0f}% conformal, calibrated on "
              "held-out cell lines. Out of distribution: mean distance to the nearest training cell lines above the "
-             f"threshold {summary['ood_threshold']:.4f} ({100 * summary['ood_flag_rate']:.1f}% of the samples flagged).</p>",
+             f"threshold {summary['ood_threshold']:.4f} ({100 * summary['ood_flag_rate']:.1f}% of the samples "
+             "flagged).</p>",
              "<h2>Features</h2>", pd.DataFrame(summary["features"]).to_html(index=False),
              "<h2>Explanations</h2><ul>"]
     for name, info in summary["explanations"].items():
@@ -294,8 +300,8 @@ def report_html(sample_set: str, predictions: pd.DataFrame, summary: Mapping, me
     for sample, rows in predictions.groupby("sample", sort=True):
         first = rows.iloc[0]
         flag = "<span class='flag'>OUT OF DISTRIBUTION</span>" if first.ood_flag else "within the training panel"
-        parts.append(f"<h2 id='{esc(str(sample))}'>{esc(str(sample))}</h2><p>tissue {esc(str(first.tissue))}; OOD score "
-                     f"{first.ood_score:.4f}: {flag}</p>")
+        parts.append(f"<h2 id='{esc(str(sample))}'>{esc(str(sample))}</h2><p>tissue {esc(str(first.tissue))}; "
+                     f"OOD score {first.ood_score:.4f}: {flag}</p>")
         for model, by_model in rows.groupby("model", sort=False):
             shown = by_model.nsmallest(top, "rank")[["rank", "drug", "prediction", "lower", "upper", "percentile",
                                                      "p_sensitive", "top_features"]]

@@ -54,12 +54,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from .models.base import CellLineData
 from .models.drvae import DrVAE, MultitaskMLP
@@ -362,7 +364,10 @@ def _network_attribution(inputs: _Inputs, output: Callable[[str], Callable | Non
     rows = cell_index.get_indexer(pairs.cell_line)
     attributions = np.zeros((len(pairs), len(inputs.features)))
     baseline = np.full(len(pairs), float(fallback))
-    for drug, positions in pairs.groupby("drug", sort=False).indices.items():
+    by_drug = pairs.groupby("drug", sort=False).indices
+    # the long step of a sample set's job: a bar per model, on stderr (the job's log keeps the logging lines)
+    for drug, positions in tqdm(by_drug.items(), total=len(by_drug), desc="integrated gradients", unit="drug",
+                                file=sys.stderr, mininterval=5, disable=len(by_drug) < 10):
         forward = output(drug)
         if forward is None:
             continue

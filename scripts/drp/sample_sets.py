@@ -73,17 +73,14 @@ def config_problems(config: Mapping) -> list[str]:
     if config.get("samples") and config["splits"].get("validation_fraction") is None:
         problems.append("samples: final models choose their epochs and per-drug settings on validation cell lines; "
                         "set splits.validation_fraction (e.g. 0.2)")
-    for model in config["final"]["models"]:
-        if model not in models:
-            problems.append(f"final.models: {model!r} is not defined under models")
     for name, spec in (config.get("samples") or {}).items():
         key = f"samples.{name}"
         if name in datasets:
             problems.append(f"{key}: a sample set may not share its name with a data set")
-        for model in spec.get("models") or []:
-            if model not in models:
-                problems.append(f"{key}.models: {model!r} is not defined under models")
         for model in models_of(config, name):
+            if model not in models:
+                where = f"{key}.models" if spec.get("models") else f"final.models (the models of {key})"
+                problems.append(f"{where}: {model!r} is not defined under models")
             spec_of = models.get(model, {})
             if spec_of.get("auxiliary_responses") or spec_of.get("unlabelled_cell_lines"):
                 problems.append(f"{key}.models: {model!r} trains on other data sets' responses or on unlabelled cell "

@@ -191,9 +191,14 @@ def test_a_folder_sample_sets_file_keys_are_checked(config, tmp_path):
     validate_config(config, SCHEMA)
 
 
-def test_final_models_must_be_defined(config):
+def test_final_models_must_be_defined_when_a_sample_set_uses_them(config):
     config["final"] = {"models": ["ridge", "no_such_model"]}
-    with pytest.raises(ConfigError, match="final.models: 'no_such_model' is not defined"):
+    validate_config(copy.deepcopy(config), SCHEMA)  # no sample set: final.models is not used
+    config["samples"] = {"s": {"holdout": {"dataset": "gdsc2", "fraction": 0.2}}}
+    with pytest.raises(ConfigError, match=r"final.models \(the models of samples.s\): 'no_such_model' is not"):
+        validate_config(config, SCHEMA)
+    config["samples"]["s"]["models"] = ["ridge", "other"]
+    with pytest.raises(ConfigError, match="samples.s.models: 'other' is not defined"):
         validate_config(config, SCHEMA)
 
 

@@ -13,6 +13,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/latent.smk"
 include: "workflow/rules/samples.smk"
+include: "workflow/rules/biomarkers.smk"
 
 
 rule all:

@@ -147,6 +147,9 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     problems += auxiliary.config_problems(config)  # models.<name>.auxiliary_responses and its leakage rules
     problems += unlabelled.config_problems(config)  # models.<name>.unlabelled_cell_lines
     problems += sample_sets.config_problems(config)  # samples.<name> and final
+    problems += [f"biomarkers.models: {model!r} is not one of run.models; its biomarkers come from its cell-blind fold "
+                 f"models (run.models: {config['run']['models']})"
+                 for model in config["biomarkers"]["models"] if model not in config["run"]["models"]]
     baseline = config["evaluation"]["baseline"]
     if baseline not in config["run"]["models"]:
         problems.append(f"evaluation.baseline: {baseline!r} must be one of run.models, since every model is "

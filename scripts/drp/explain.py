@@ -180,6 +180,14 @@ def explain(model, pairs: pd.DataFrame, cells: CellLineData, top: int = 10, n_st
     return attributions.astype({"rank": np.int64, "value": np.float64, "attribution": np.float64}), summary
 
 
+def attribute(model, pairs: pd.DataFrame, cells: CellLineData, n_steps: int = 64) -> Attribution | None:
+    """Every feature's attribution for each of ``pairs`` (cell_line, drug), in their order; None for a model
+    without a method (the per-drug biomarker aggregation, ``drp.biomarkers``, needs all features, not the top)."""
+    if _unexplained(model) is not None:
+        return None
+    return _attribute(model, pairs[["cell_line", "drug"]].reset_index(drop=True), cells, n_steps)
+
+
 def _top_rows(pairs: pd.DataFrame, result: Attribution, top: int) -> pd.DataFrame:
     """Each pair's ``top`` features of largest |attribution| (exact zeros left out), rank 1 the largest."""
     k = min(int(top), len(result.features))

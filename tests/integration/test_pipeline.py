@@ -80,6 +80,7 @@ def fixture_config(index_url: str) -> dict:
     models["ridge_permuted"] = {**copy.deepcopy(models["ridge"]), "permute_labels": True}
     models["drvae_permuted"] = {"class": "drvae", "permute_labels": True, "params": copy.deepcopy(models["drvae"]["params"])}
     config["run"]["models"] = MODELS
+    config["biomarkers"] = {"models": ["ridge", "drvae"], "explain_steps": 8, "null_permutations": 100}
     return config
 
 
@@ -307,6 +308,29 @@ def test_cross_study_table(pipeline_run):
     assert (seen.cell_line.map(source_fold) == seen.fold).all()  # predicted by the fold that held it out
     cross = table[table.test == "gdsc1"].set_index("model")["pearson"]
     assert cross.loc["drvae"] > 0.1 and abs(cross.loc["mlp_permuted"]) < 0.15
+
+
+def test_biomarkers(pipeline_run):
+    """Out-of-fold attributions per drug for the ridge and Dr.VAE, their target enrichment, and GDSC's association
+    test, on the real fixture (its 12 drugs are in config/drug_targets.tsv)."""
+    workdir, _, _ = pipeline_run
+    base = workdir / "results" / "gdsc2" / "LCO" / "biomarkers"
+    table = pd.read_csv(base / "summary.tsv", sep="\t").set_index("model")
+    assert set(table.index) == {"ridge", "drvae"}
+    assert table.null_mean.between(0.3, 0.7).all() and table.p_value.between(0, 1).all()
+    for model in ("ridge", "drvae"):
+        importance = pd.read_parquet(base / model / "importance.parquet")
+        assert importance.drug.nunique() == 12 and (importance.importance >= 0).all()
+        assert (importance.groupby("drug")["rank"].min() == 1).all()
+        assert not importance.feature.str.startswith("tissue:").any()
+        by_fold = pd.read_parquet(base / model / "by_fold.parquet")
+        assert set(by_fold.fold) == set(range(N_FOLDS))  # every fold's model explains its own test cell lines
+        stability = pd.read_csv(base / model / "stability.tsv", sep="\t")
+        assert stability.within_repeat.between(-1, 1).all()
+        assert "Known targets" in (base / model / "report.html").read_text()
+    associations = pd.read_parquet(workdir / "results" / "gdsc2" / "biomarkers" / "associations.parquet")
+    assert associations.drug.nunique() == 12 and associations.fdr.between(0, 1).all()
+    assert (workdir / "results" / "gdsc2" / "biomarkers" / "volcano.png").stat().st_size > 10_000
 
 
 def test_rerun_has_nothing_to_do(pipeline_run):

@@ -206,6 +206,8 @@ def all_targets():
                 targets.append(f"{run_dir}/report/{latent_models(mode)[0]}_latent_umap.png")
     if cross_study_pairs():
         targets.append("results/cross_study/table.tsv")
+    if config["biomarkers"]["models"]:
+        targets += [f"results/{dataset}/LCO/biomarkers/summary.tsv" for dataset in config["run"]["datasets"]]
     for sample_set, spec in config["samples"].items():
         targets.append(f"results/samples/{sample_set}/{'check.tsv' if 'holdout' in spec else 'predictions.tsv'}")
     return targets

@@ -35,8 +35,8 @@ def model_lines(base: Path, model: str, associations: pd.DataFrame, targets: dic
     common = top10.feature.value_counts().head(8)
     lines.append("most frequent top-10 features (drugs): " + ", ".join(f"{f} ({n})" for f, n in common.items()))
     top20 = importance[importance["rank"] <= 20].merge(
-        associations[["drug", "feature", "standardized_effect", "fdr"]], on=["drug", "feature"], how="left")
-    agree = (top20.fdr < fdr) & ((top20.standardized_effect > 0) == (top20.slope > 0))
+        associations[["drug", "feature", "partial_r", "fdr"]], on=["drug", "feature"], how="left")
+    agree = (top20.fdr < fdr) & ((top20.partial_r > 0) == (top20.slope > 0))  # tissue-adjusted, as the test
     lines.append(f"top-20 features also found by the association test (FDR < {fdr}, same sign): "
                  f"{agree.mean():.3f} ({int(agree.sum())} of {len(top20)})")
     canonical = pd.read_csv(folder / "canonical.tsv", sep="\t")
@@ -67,7 +67,7 @@ def main() -> None:
     print(f"association test: {len(associations)} tests, {len(significant)} with FDR < {args.fdr}; by view: "
           + ", ".join(f"{v} {n}" for v, n in significant.view.value_counts().items()))
     for row in associations.nsmallest(8, "p_value").itertuples():
-        print(f"  {row.drug} / {row.feature}: effect {row.standardized_effect:+.3f}, FDR {row.fdr:.2g}")
+        print(f"  {row.drug} / {row.feature}: partial r {row.partial_r:+.3f}, FDR {row.fdr:.2g}")
     base = args.results / args.dataset / args.mode / "biomarkers"
     for model in args.model:
         print("\n".join(model_lines(base, model, associations, targets, args.fdr)))

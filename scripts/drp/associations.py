@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 ZERO_VARIANCE = 1e-8  # a residualized feature with sum of squares below this fraction of its centered one is flat
 OUTPUT_COLUMNS = ["drug", "feature", "view", "gene", "n", "n_positive", "effect", "mean_difference",
-                  "standardized_effect", "t", "p_value", "fdr", "binary"]
+                  "standardized_effect", "partial_r", "t", "p_value", "fdr", "binary"]
 
 
 def benjamini_hochberg(p_values) -> np.ndarray:
@@ -133,7 +133,8 @@ def _statistics(drug: _Drug, products: np.ndarray, sum_x2: np.ndarray, binary: n
     p = 2 * stats.t.sf(np.abs(t), df) if df > 0 else np.full(t.shape, np.nan)
     return ({"column": keep, "n": np.full(keep.size, n), "n_positive": n1, "effect": beta,
              "mean_difference": np.where(bin_k, m1 - m0, np.nan),
-             "standardized_effect": np.where(bin_k, cohen_d, partial_r), "t": t, "p_value": p, "binary": bin_k},
+             "standardized_effect": np.where(bin_k, cohen_d, partial_r), "partial_r": partial_r, "t": t,
+             "p_value": p, "binary": bin_k},
             skipped)
 
 
@@ -229,7 +230,8 @@ def association_test(response: pd.DataFrame, views: dict, tissue: pd.Series, min
 
 
 def volcano_plot(table: pd.DataFrame, output, title: str, fdr: float = 0.05, label_top: int = 15) -> None:
-    """A volcano plot (matplotlib, Agg): standardized effect against -log10 p, the pairs with FDR below ``fdr``
+    """A volcano plot (matplotlib, Agg): the tissue-adjusted partial correlation (the effect the p-value tests;
+    Cohen's d of gdsctools ignores tissue and can have the other sign) against -log10 p, the pairs with FDR below ``fdr``
     coloured (blue for a lower response, red for a higher one with the feature), the ``label_top`` smallest
     p-values labelled drug/gene. Written to ``output`` as PNG through a temporary file renamed on success."""
     from . import plots  # sets the Agg backend
@@ -240,7 +242,7 @@ def volcano_plot(table: pd.DataFrame, output, title: str, fdr: float = 0.05, lab
         p = table["p_value"].to_numpy(dtype=float)
         floor = np.nextafter(0, 1)
         y = -np.log10(np.maximum(p, floor))
-        x = table["standardized_effect"].to_numpy(dtype=float)
+        x = table["partial_r"].to_numpy(dtype=float)
         significant = table["fdr"].to_numpy(dtype=float) < fdr
         ax.scatter(x[~significant], y[~significant], s=6, c=plots.OTHER_COLOUR, alpha=0.6, linewidths=0,
                    label="not significant", rasterized=True)
@@ -261,7 +263,7 @@ def volcano_plot(table: pd.DataFrame, output, title: str, fdr: float = 0.05, lab
         ax.legend(fontsize=8, loc="upper left", frameon=False)
     else:
         ax.text(0.5, 0.5, "no association tested", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("standardized effect (Cohen's d for binary features, partial correlation otherwise)")
+    ax.set_xlabel("partial correlation of response and feature given tissue")
     ax.set_ylabel("-log10 p")
     ax.set_title(title)
     plots._save(fig, Path(output))

@@ -6,8 +6,8 @@
   / sum(x^2), the attribution per unit of the (z-scored) feature, whose sign says whether a higher value means
   a higher response (for ln IC50: more resistant). Folds and repeats are then averaged (``aggregate``); a feature
   that a fold's selection left out counts 0 there.
-- **Stability** (``stability``): per drug, the Spearman correlation of the importance over the features between
-  every two folds of different repeats and of the same repeat, averaged.
+- **Stability** (``stability``): per drug, the Spearman correlation of the importance over the features two folds
+  both used, between every two folds of different repeats and of the same repeat, averaged.
 - **Targets** (``target_enrichment``): per drug with at least one target feature (any view's feature of a target
   gene, from config/drug_targets.tsv) and one other, the AUROC of target features against the rest by importance
   (1 = targets first, 0.5 = chance); the mean over drugs is compared with a null that gives each drug another
@@ -45,6 +45,8 @@ def fold_importance(model, cells, drugs: list[str], n_steps: int = 16) -> pd.Dat
     from .explain import attribute
 
     cell_lines = list(cells.cell_lines)
+    if not drugs:
+        raise ValueError("biomarkers: the model knows none of the data set's drugs")
     frames = []
     for start in range(0, len(drugs), DRUGS_PER_CHUNK):
         chunk = drugs[start:start + DRUGS_PER_CHUNK]
@@ -59,9 +61,14 @@ def fold_importance(model, cells, drugs: list[str], n_steps: int = 16) -> pd.Dat
             rows = slice(k * len(cell_lines), (k + 1) * len(cell_lines))
             with np.errstate(invalid="ignore", divide="ignore"):
                 slope = (a[rows] * x[rows]).sum(axis=0) / (x[rows] ** 2).sum(axis=0)
+            importance = np.abs(a[rows]).mean(axis=0)
+            if not importance.any():  # a drug the model does not know (a wrapper's fallback): nothing to rank
+                log.warning("biomarkers: no attribution at all for drug %s; left out", drug)
+                continue
             frames.append(pd.DataFrame({"drug": drug, "feature": np.asarray(result.features)[keep],
-                                        "importance": np.abs(a[rows]).mean(axis=0), "slope": np.nan_to_num(slope)}))
-    return pd.concat(frames, ignore_index=True)
+                                        "importance": importance, "slope": np.nan_to_num(slope)}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["drug", "feature", "importance", "slope"])
 
 
 def aggregate(by_fold: pd.DataFrame) -> pd.DataFrame:
@@ -71,23 +78,31 @@ def aggregate(by_fold: pd.DataFrame) -> pd.DataFrame:
     grouped = by_fold.groupby(["drug", "feature"])
     table = pd.DataFrame({"importance": grouped.importance.sum() / n_folds, "slope": grouped.slope.sum() / n_folds,
                           "folds": grouped.size()}).reset_index()
-    table["rank"] = table.groupby("drug").importance.rank(ascending=False, method="first").astype(int)
+    # ties share the worst of their ranks: a feature at zero importance never looks better than its peers
+    table["rank"] = table.groupby("drug").importance.rank(ascending=False, method="max").astype(int)
     return table.sort_values(["drug", "rank"]).reset_index(drop=True)
 
 
 def stability(by_fold: pd.DataFrame, fold_repeat: dict[int, int]) -> pd.DataFrame:
     """Per drug: the mean Spearman correlation of the features' importance between two folds, over pairs of
     folds of different repeats (``across_repeats``: the same drug, other cell-line partitions) and of the same
-    repeat (``within_repeat``: disjoint test cell lines); a feature a fold left out counts 0."""
-    wide = by_fold.pivot_table(index=["drug", "feature"], columns="fold", values="importance", fill_value=0.0)
+    repeat (``within_repeat``: disjoint test cell lines). Each pair is compared over the features both folds used
+    (their feature selections differ a little; counting a feature one fold lacks as 0 there would mix the
+    selection's differences into the ranking's, and features neither used would be ties that agree by
+    construction)."""
+    from scipy.stats import spearmanr
+
+    wide = by_fold.pivot_table(index=["drug", "feature"], columns="fold", values="importance")
     rows = []
     for drug, block in wide.groupby(level="drug"):
-        ranks = block.rank(axis=0).to_numpy()
-        corr = np.corrcoef(ranks.T) if ranks.shape[1] > 1 else np.ones((1, 1))
+        values = block.to_numpy()
         folds = list(block.columns)
         across, within = [], []
         for i, j in combinations(range(len(folds)), 2):
-            (within if fold_repeat.get(folds[i]) == fold_repeat.get(folds[j]) else across).append(corr[i, j])
+            used = ~np.isnan(values[:, i]) & ~np.isnan(values[:, j])
+            pair = values[used][:, [i, j]]
+            rho = spearmanr(pair[:, 0], pair[:, 1]).statistic if used.sum() > 2 else np.nan
+            (within if fold_repeat.get(folds[i]) == fold_repeat.get(folds[j]) else across).append(rho)
         rows.append({"drug": drug, "within_repeat": float(np.nanmean(within)) if within else np.nan,
                      "across_repeats": float(np.nanmean(across)) if across else np.nan})
     return pd.DataFrame(rows)
@@ -124,12 +139,15 @@ def target_enrichment(importance: pd.DataFrame, targets: dict[str, set[str]], nu
     scored = per_drug.auroc.notna()
     observed = float(per_drug.auroc[scored].mean()) if scored.any() else np.nan
 
+    # the null keeps the scored drugs and deals their target sets among them: the same drugs as the observed
+    # mean, each judged by another scored drug's targets (drugs of one class share a set: conservative)
     rng = np.random.default_rng(seed)
-    sets = [list(targets[d]) for d in drugs]
+    scored_drugs = list(per_drug.drug[scored])
+    sets = [list(targets[d]) for d in scored_drugs]
     null = []
-    for _ in range(null_permutations):
+    for _ in range(null_permutations if len(scored_drugs) > 1 else 0):
         shuffled = rng.permutation(len(sets))
-        values = [_auroc(ranks[d], np.isin(genes[d], sets[k])) for d, k in zip(drugs, shuffled)]
+        values = [_auroc(ranks[d], np.isin(genes[d], sets[k])) for d, k in zip(scored_drugs, shuffled)]
         values = [v for v in values if np.isfinite(v)]
         null.append(np.mean(values) if values else np.nan)
     null = np.asarray(null, dtype=float)
@@ -143,9 +161,12 @@ def target_enrichment(importance: pd.DataFrame, targets: dict[str, set[str]], nu
     return per_drug, summary
 
 
-def canonical_biomarkers(importance: pd.DataFrame, targets: dict[str, set[str]]) -> pd.DataFrame:
+def canonical_biomarkers(importance: pd.DataFrame, targets: dict[str, set[str]],
+                         data_features: set[str] | None = None) -> pd.DataFrame:
     """For each classic biomarker and each drug that targets its genes: the feature's rank among the drug's
-    features (NaN when the model's features lack it), how many features the drug has, and the slope's sign."""
+    features (NaN when the model's features lack it), how many features the drug has, the slope, and, given
+    the data set's features (``data_features``), whether the data set has the feature at all (``in_data_set``:
+    False means it was never measured, not that the feature selection dropped it)."""
     rows = []
     by_drug = {drug: block.set_index("feature") for drug, block in importance.groupby("drug")}
     for label, feature, genes in CANONICAL:
@@ -155,8 +176,10 @@ def canonical_biomarkers(importance: pd.DataFrame, targets: dict[str, set[str]])
             rows.append({"biomarker": label, "feature": feature, "drug": drug, "features": len(block),
                          "rank": int(block.loc[feature, "rank"]) if present else np.nan,
                          "percentile": 100.0 * (1 - (block.loc[feature, "rank"] - 1) / len(block)) if present else np.nan,
-                         "slope": float(block.loc[feature, "slope"]) if present else np.nan})
-    return pd.DataFrame(rows, columns=["biomarker", "feature", "drug", "features", "rank", "percentile", "slope"])
+                         "slope": float(block.loc[feature, "slope"]) if present else np.nan,
+                         "in_data_set": (feature in data_features) if data_features is not None else np.nan})
+    return pd.DataFrame(rows, columns=["biomarker", "feature", "drug", "features", "rank", "percentile", "slope",
+                                       "in_data_set"])
 
 
 def read_targets(path) -> dict[str, set[str]]:

@@ -328,6 +328,21 @@ def test_biomarkers(pipeline_run):
         stability = pd.read_csv(base / model / "stability.tsv", sep="\t")
         assert stability.within_repeat.between(-1, 1).all()
         assert "Known targets" in (base / model / "report.html").read_text()
+    # fold 1's rows are its model's attributions on exactly its own test cell lines, with its own features
+    from drp.biomarkers import fold_importance
+    from drp.models.ridge import RidgePerDrug
+    from drp.splits import TEST, fold_roles, fold_table, read_splits
+    from drp.stages.train import cell_line_data
+
+    fold_dir = workdir / "results" / "gdsc2" / "LCO" / "fold1"
+    table = fold_table(read_splits(workdir / "results" / "gdsc2" / "splits" / "LCO.tsv"), 1)
+    test_cells = sorted(table.loc[fold_roles(table, 1).to_numpy() == TEST, "cell_line"].unique())
+    cells = cell_line_data({f"features_{v}": fold_dir / "features" / f"{v}.h5ad"
+                            for v in ("expression", "cnv", "mutation")}).subset(test_cells)
+    model = RidgePerDrug.load(fold_dir / "ridge" / "model")
+    expected = fold_importance(model, cells, sorted(model.drugs)).set_index(["drug", "feature"]).importance
+    written = pd.read_parquet(base / "ridge" / "by_fold.parquet").query("fold == 1").set_index(["drug", "feature"])
+    pd.testing.assert_series_equal(written.importance.sort_index(), expected.sort_index())
     associations = pd.read_parquet(workdir / "results" / "gdsc2" / "biomarkers" / "associations.parquet")
     assert associations.drug.nunique() == 12 and associations.fdr.between(0, 1).all()
     assert (workdir / "results" / "gdsc2" / "biomarkers" / "volcano.png").stat().st_size > 10_000

@@ -115,3 +115,28 @@ def test_read_targets(tmp_path):
     (tmp_path / "bad.tsv").write_text("drug\ttarget\nA\tBRAF\n")
     with pytest.raises(ValueError, match="expected drug and genes"):
         bm.read_targets(tmp_path / "bad.tsv")
+
+
+def test_the_null_deals_target_sets_among_the_scored_drugs_only():
+    """Drugs whose targets are not among the features must not shape the null: here their genes would look
+    unimportant on the scored drugs, and a null built with them would make chance look significant."""
+    importance = random_importance(drugs=40, genes=100, seed=5)
+    low = importance.feature.isin([f"expression:G{j}" for j in range(90, 100)])
+    importance.loc[low, "importance"] = 0.0  # genes 90-99 matter little for every drug
+    rng = np.random.default_rng(1)
+    targets = {f"d{d}": {f"G{j}" for j in rng.choice(90, size=2, replace=False)} for d in range(20)}  # scored
+    targets |= {f"x{d}": {f"G{90 + d % 10}"} for d in range(20)}  # drugs without features: not scored
+    per_drug, summary = bm.target_enrichment(importance, targets, null_permutations=300, seed=0)
+    assert summary["drugs_scored"] == 20 and summary["p_value"] > 0.05
+    assert abs(summary["null_mean"] - summary["mean_auroc"]) < 0.1
+
+
+def test_stability_of_independent_folds_is_near_zero_despite_different_selections():
+    rng = np.random.default_rng(0)
+    frames = []
+    for fold in range(4):  # each fold uses 100 shared and 50 features of its own, importance independent
+        features = [f"expression:S{j}" for j in range(100)] + [f"expression:F{fold}_{j}" for j in range(50)]
+        frames.append(pd.DataFrame({"drug": "d", "feature": features, "importance": rng.exponential(size=150),
+                                    "slope": 0.0, "fold": fold}))
+    table = bm.stability(pd.concat(frames, ignore_index=True), {0: 0, 1: 0, 2: 1, 3: 1})
+    assert abs(table.within_repeat.iloc[0]) < 0.15 and abs(table.across_repeats.iloc[0]) < 0.15

@@ -32,16 +32,42 @@ for _dataset, _spec in config["datasets"].items():
             "../../scripts/associations.py"
 
 
-rule biomarkers:
+# The heavy part, a job of its own: every fold model explains its own test cell lines (integrated gradients for
+# the neural models). Cell- or tissue-blind folds only, where no test cell line trained.
+rule biomarker_attributions:
+    wildcard_constraints:
+        mode="LCO|LTO",
     input:
         unpack(cross_study_model_inputs),
+        drug_features="results/{dataset}/data/drug_fingerprints.h5ad",
         response="results/{dataset}/data/response.parquet",
+        splits="results/{dataset}/splits/{mode}.tsv",
+    output:
+        by_fold="results/{dataset}/{mode}/biomarkers/{model}/by_fold.parquet",
+    params:
+        folds=FOLDS,
+        explain_steps=BIOMARKERS["explain_steps"],
+    log:
+        "logs/{dataset}/{mode}/biomarkers/{model}_attributions.log",
+    benchmark:
+        "benchmarks/{dataset}/{mode}/biomarkers/{model}_attributions.tsv"
+    conda:
+        "../../envs/models.yaml"
+    script:
+        "../../scripts/biomarker_attributions.py"
+
+
+# Aggregation, stability, target enrichment against its permutation null, canonical biomarkers and the page.
+rule biomarkers:
+    wildcard_constraints:
+        mode="LCO|LTO",
+    input:
+        by_fold="results/{dataset}/{mode}/biomarkers/{model}/by_fold.parquet",
         splits="results/{dataset}/splits/{mode}.tsv",
         targets=DRUG_TARGETS,
         associations="results/{dataset}/biomarkers/associations.parquet",
     output:
         importance="results/{dataset}/{mode}/biomarkers/{model}/importance.parquet",
-        by_fold="results/{dataset}/{mode}/biomarkers/{model}/by_fold.parquet",
         stability="results/{dataset}/{mode}/biomarkers/{model}/stability.tsv",
         enrichment="results/{dataset}/{mode}/biomarkers/{model}/enrichment.tsv",
         canonical="results/{dataset}/{mode}/biomarkers/{model}/canonical.tsv",
@@ -49,15 +75,13 @@ rule biomarkers:
         report=report("results/{dataset}/{mode}/biomarkers/{model}/report.html", caption="../report/biomarkers.rst",
                       category="{dataset} {mode}", labels={"model": "{model}", "page": "biomarkers"}),
     params:
-        folds=FOLDS,
-        settings={key: BIOMARKERS[key] for key in ("explain_steps", "null_permutations", "top", "fdr")}
-        | {"seed": config["seed"]},
+        settings={key: BIOMARKERS[key] for key in ("null_permutations", "top")} | {"seed": config["seed"]},
     log:
         "logs/{dataset}/{mode}/biomarkers/{model}.log",
     benchmark:
         "benchmarks/{dataset}/{mode}/biomarkers/{model}.tsv"
     conda:
-        "../../envs/models.yaml"
+        "../../envs/evaluate.yaml"
     script:
         "../../scripts/biomarkers.py"
 

@@ -36,16 +36,15 @@ def associations(paths: Mapping, outputs: Mapping, min_cell_lines: int, min_posi
     volcano_plot(table, outputs["volcano"], title="Associations: response ~ tissue + feature", fdr=fdr)
 
 
-def biomarkers(paths: Mapping, model_name: str, folds: list[int], settings: Mapping, outputs: Mapping) -> None:
-    """One model's biomarkers from its fold models. Inputs: ``fold<k>__model``, ``fold<k>__features_<view>``,
-    response, splits, targets (the drug-target table) and, optionally, associations. Outputs: importance
-    (parquet, the mean over folds), by_fold (parquet), stability, enrichment, canonical (tsv), summary (json),
-    report (html). ``settings``: explain_steps, null_permutations, top, seed, fdr."""
+def attributions(paths: Mapping, model_name: str, folds: list[int], explain_steps: int, outputs: Mapping) -> None:
+    """Every fold model's attributions on its own test cell lines (out of fold), per drug and feature (the heavy
+    part, a job of its own). Inputs: ``fold<k>__model``, ``fold<k>__features_<view>``, drug_features, response,
+    splits. Output: by_fold (parquet: drug, feature, importance, slope, fold)."""
     from tqdm import tqdm
 
     from .. import biomarkers as bm
     from ..models import resolve
-    from ..splits import TEST, fold_roles, fold_table, read_splits, repeat_folds
+    from ..splits import TEST, fold_roles, fold_table, read_splits
     from .train import cell_line_data
 
     response, splits = read_response(paths["response"]), read_splits(paths["splits"])
@@ -55,25 +54,40 @@ def biomarkers(paths: Mapping, model_name: str, folds: list[int], settings: Mapp
         model_dir = Path(fold_inputs["model"])
         model = resolve(json.loads((model_dir / "model.json").read_text())["class"]).load(model_dir)
         table = fold_table(splits, fold)
-        test_cells = sorted(table.loc[fold_roles(table, fold).to_numpy() == TEST, "cell_line"].unique())
+        roles = fold_roles(table, fold).to_numpy()
+        test_cells = sorted(table.loc[roles == TEST, "cell_line"].unique())
+        if set(test_cells) & set(table.loc[roles != TEST, "cell_line"]):  # LPO: a test line trains on other drugs
+            raise ValueError(f"fold {fold}: test cell lines also train in this split mode; biomarkers need cell-blind "
+                             "(LCO) or tissue-blind (LTO) folds, where every test cell line is unseen")
         cells = cell_line_data(fold_inputs).subset(test_cells)
         drugs = sorted(set(response.drug) & set(getattr(model, "drugs", response.drug)))
-        importance = bm.fold_importance(model, cells, drugs, settings["explain_steps"])
+        importance = bm.fold_importance(model, cells, drugs, explain_steps)
         if importance.empty:
             raise ValueError(f"{model_name}: a {type(model).__name__} model has no attributions (drp.explain); "
                              "biomarkers need a linear or neural model")
         frames.append(importance.assign(fold=fold))
-        log.info("fold %d: %d test cell lines, %d drugs x %d features", fold, len(test_cells), len(drugs),
-                 importance.feature.nunique())
-    by_fold = pd.concat(frames, ignore_index=True)
+        log.info("fold %d: %d test cell lines, %d drugs x %d features", fold, len(test_cells),
+                 importance.drug.nunique(), importance.feature.nunique())
+    write_table(outputs["by_fold"], pd.concat(frames, ignore_index=True))
+
+
+def biomarkers(paths: Mapping, model_name: str, settings: Mapping, outputs: Mapping) -> None:
+    """One model's biomarkers from its out-of-fold attributions. Inputs: by_fold, splits, targets (the drug-target
+    table) and associations (the association test, in the report and to tell a feature the data set lacks from
+    one the selection dropped). Outputs: importance (parquet, the mean over folds), stability, enrichment,
+    canonical (tsv), summary (json), report (html). ``settings``: null_permutations, top, seed."""
+    from .. import biomarkers as bm
+    from ..splits import read_splits, repeat_folds
+
+    by_fold = pd.read_parquet(paths["by_fold"])
     importance = bm.aggregate(by_fold)
-    fold_repeat = {fold: repeat for repeat, ids in repeat_folds(splits).items() for fold in ids}
+    fold_repeat = {fold: repeat for repeat, ids in repeat_folds(read_splits(paths["splits"])).items() for fold in ids}
     stable = bm.stability(by_fold, fold_repeat)
     targets = bm.read_targets(paths["targets"])
     per_drug, enrichment = bm.target_enrichment(importance, targets, settings["null_permutations"], settings["seed"])
-    canonical = bm.canonical_biomarkers(importance, targets)
-    associations_table = pd.read_parquet(paths["associations"]) if "associations" in paths.keys() else None
-    summary = {"model": model_name, "folds": len(folds), "drugs": int(importance.drug.nunique()),
+    associations_table = pd.read_parquet(paths["associations"])
+    canonical = bm.canonical_biomarkers(importance, targets, set(associations_table.feature))
+    summary = {"model": model_name, "folds": int(by_fold.fold.nunique()), "drugs": int(importance.drug.nunique()),
                "features": int(importance.feature.nunique()), "target_enrichment": enrichment,
                "stability_within_repeat": float(stable.within_repeat.mean()),
                "stability_across_repeats": float(stable.across_repeats.mean()),
@@ -83,26 +97,32 @@ def biomarkers(paths: Mapping, model_name: str, folds: list[int], settings: Mapp
              enrichment["null_high"], enrichment["p_value"], enrichment["drugs_scored"],
              summary["stability_within_repeat"], summary["stability_across_repeats"])
     write_table(outputs["importance"], importance)
-    write_table(outputs["by_fold"], by_fold)
     write_table(outputs["stability"], stable)
     write_table(outputs["enrichment"], per_drug)
     write_table(outputs["canonical"], canonical)
-    write_json(outputs["summary"], summary)
+    write_json(outputs["summary"], _without_nan(summary))
     write_text(outputs["report"], report_html(model_name, importance, per_drug, canonical, summary, targets,
                                               associations_table, settings))
 
 
+def _without_nan(value):
+    """NaN as null, so that summary.json is strict JSON (e.g. no stability across repeats with one repeat)."""
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nan(v) for v in value]
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
 def report_html(model: str, importance: pd.DataFrame, per_drug: pd.DataFrame, canonical: pd.DataFrame,
-                summary: Mapping, targets: Mapping, associations_table: pd.DataFrame | None, settings: Mapping) -> str:
+                summary: Mapping, targets: Mapping, associations_table: pd.DataFrame, settings: Mapping) -> str:
     """The biomarker page of one model: the target-enrichment summary, the canonical biomarkers, and per drug
     its top features (with the association test's FDR for the same drug and feature, where it was run)."""
     esc = html.escape
     e = summary["target_enrichment"]
     top = importance[importance["rank"] <= settings["top"]].copy()
-    if associations_table is not None:
-        top = top.merge(associations_table[["drug", "feature", "standardized_effect", "fdr"]], on=["drug", "feature"],
-                        how="left")
-    top["target"] = [feature.split(":", 1)[1] in targets.get(drug, set())
+    top = top.merge(associations_table[["drug", "feature", "partial_r", "fdr"]], on=["drug", "feature"], how="left")
+    top["target"] = [feature.partition(":")[2] in targets.get(drug, set())
                      for drug, feature in zip(top.drug, top.feature)]
     parts = [f"<html><head><meta charset='utf-8'><title>Biomarkers: {esc(model)}</title><style>"
              "body{font-family:sans-serif;max-width:1200px;margin:auto} table{border-collapse:collapse;font-size:13px}"
@@ -134,10 +154,11 @@ def biomarker_table(paths: Mapping, outputs: Mapping) -> None:
     for model, path in paths.items():
         summary = json.loads(Path(path).read_text())
         e = summary["target_enrichment"]
-        canonical = pd.DataFrame(summary["canonical"])
+        canonical = pd.DataFrame(summary["canonical"], columns=["percentile"])
         rows.append({"model": model, "drugs_scored": e["drugs_scored"], "mean_target_auroc": e["mean_auroc"],
                      "null_mean": e["null_mean"], "null_low": e["null_low"], "null_high": e["null_high"],
                      "p_value": e["p_value"], "stability_within_repeat": summary["stability_within_repeat"],
                      "stability_across_repeats": summary["stability_across_repeats"],
-                     "canonical_median_percentile": float(canonical.percentile.median()) if len(canonical) else np.nan})
+                     "canonical_median_percentile": float(canonical.percentile.astype(float).median())
+                     if len(canonical) else np.nan})
     write_table(outputs["table"], pd.DataFrame(rows))

@@ -317,7 +317,9 @@ def test_biomarkers(pipeline_run):
     base = workdir / "results" / "gdsc2" / "LCO" / "biomarkers"
     table = pd.read_csv(base / "summary.tsv", sep="\t").set_index("model")
     assert set(table.index) == {"ridge", "drvae"}
-    assert table.null_mean.between(0.3, 0.7).all() and table.p_value.between(0, 1).all()
+    # a few of the fixture's 12 drugs have a target gene among the features: the statistic exists, its value is noise
+    assert (table.drugs_scored >= 1).all() and table.mean_target_auroc.between(0, 1).all()
+    assert table.null_mean.between(0, 1).all() and table.p_value.between(0, 1).all()
     for model in ("ridge", "drvae"):
         importance = pd.read_parquet(base / model / "importance.parquet")
         assert importance.drug.nunique() == 12 and (importance.importance >= 0).all()

@@ -260,7 +260,7 @@ def volcano_plot(table: pd.DataFrame, output, title: str, fdr: float = 0.05, lab
             threshold = p[significant].max()
             ax.axhline(-np.log10(max(threshold, floor)), color="grey", lw=0.6, ls="--")
         ax.axvline(0, color="grey", lw=0.6)
-        ax.legend(fontsize=8, loc="upper left", frameon=False)
+        ax.legend(fontsize=8, loc="upper center", frameon=False)  # the top hits sit at the upper corners
     else:
         ax.text(0.5, 0.5, "no association tested", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("partial correlation of response and feature given tissue")

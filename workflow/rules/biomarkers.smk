@@ -66,6 +66,7 @@ rule biomarkers:
         splits="results/{dataset}/splits/{mode}.tsv",
         targets=DRUG_TARGETS,
         associations="results/{dataset}/biomarkers/associations.parquet",
+        volcano="results/{dataset}/biomarkers/volcano.png",
     output:
         importance="results/{dataset}/{mode}/biomarkers/{model}/importance.parquet",
         stability="results/{dataset}/{mode}/biomarkers/{model}/stability.tsv",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -101,8 +102,9 @@ def biomarkers(paths: Mapping, model_name: str, settings: Mapping, outputs: Mapp
     write_table(outputs["enrichment"], per_drug)
     write_table(outputs["canonical"], canonical)
     write_json(outputs["summary"], _without_nan(summary))
+    volcano = os.path.relpath(paths["volcano"], Path(outputs["report"]).parent) if "volcano" in paths.keys() else None
     write_text(outputs["report"], report_html(model_name, importance, per_drug, canonical, summary, targets,
-                                              associations_table, settings))
+                                              associations_table, {**settings, "volcano": volcano}))
 
 
 def _without_nan(value):
@@ -139,6 +141,9 @@ def report_html(model: str, importance: pd.DataFrame, per_drug: pd.DataFrame, ca
              f"{e['null_high']:.3f}), p = {e['p_value']:.4f}.</p>",
              per_drug.sort_values("auroc", ascending=False).to_html(index=False, float_format=lambda v: f"{v:.3f}"),
              "<h2>Canonical biomarkers</h2>", canonical.to_html(index=False, float_format=lambda v: f"{v:.3f}"),
+             *([f"<h2>GDSC's association test</h2><p>response ~ tissue + feature per drug (all cell lines; "
+                f"Benjamini-Hochberg over all tests); the top features below carry its partial r and FDR.</p>"
+                f"<img src='{esc(settings['volcano'])}' style='max-width:100%'>"] if settings.get("volcano") else []),
              "<h2>Top features per drug</h2>"]
     for drug, block in top.groupby("drug", sort=True):
         parts.append(f"<h3>{esc(str(drug))}</h3>" + block.drop(columns="drug").to_html(

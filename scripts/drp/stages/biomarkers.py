@@ -44,7 +44,7 @@ def attributions(paths: Mapping, model_name: str, folds: list[int], explain_step
     from tqdm import tqdm
 
     from .. import biomarkers as bm
-    from ..models import resolve
+    from ..models.base import DrugResponseModel
     from ..splits import TEST, fold_roles, fold_table, read_splits
     from .train import cell_line_data
 
@@ -53,7 +53,7 @@ def attributions(paths: Mapping, model_name: str, folds: list[int], explain_step
     for fold in tqdm(folds, desc=f"{model_name}: folds", file=sys.stderr):
         fold_inputs = input_names.of_fold(paths, fold)
         model_dir = Path(fold_inputs["model"])
-        model = resolve(json.loads((model_dir / "model.json").read_text())["class"]).load(model_dir)
+        model = DrugResponseModel.load(model_dir)
         table = fold_table(splits, fold)
         roles = fold_roles(table, fold).to_numpy()
         test_cells = sorted(table.loc[roles == TEST, "cell_line"].unique())

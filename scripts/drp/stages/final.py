@@ -140,7 +140,8 @@ def train_final(paths: Mapping, model_name: str, dataset: str, spec: dict, seed:
 
     meta = read_meta(paths["meta"])
     response = read_response(paths["response"])
-    pairs = final_pairs(response, read_splits(paths["splits"]))
+    splits = read_splits(paths["splits"])
+    pairs = final_pairs(response, splits)
     tuning = pd.read_csv(paths["cv_tuning"], sep="\t")
     candidate, counts = chosen_candidate(tuning, model_name, spec)
     final_spec = dict(spec) if candidate is None else {**spec, "grid": {k: [v] for k, v in candidate.items()}}
@@ -155,7 +156,6 @@ def train_final(paths: Mapping, model_name: str, dataset: str, spec: dict, seed:
     predictions = pd.read_parquet(paths["cv_predictions"])
     residuals = out_of_fold_residuals(predictions, model_name)
     level = settings["interval_level"]
-    splits = read_splits(paths["splits"])
     coverage = fold_coverage(residuals, level, repeat_folds(splits))
     widths = halfwidths(residuals, level)
     calibration = Path(outputs["calibration"])

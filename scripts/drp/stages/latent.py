@@ -3,10 +3,8 @@ latent job, one per split mode) and the figures: a UMAP of fold 0 coloured by ti
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 
@@ -34,7 +32,7 @@ def latent(paths: Mapping, outputs: Mapping, seed: int, title: str) -> None:
     space. A model of the run that this split mode leaves out (e.g. under LDO) gets placeholders."""
     import anndata as ad
 
-    from ..models import resolve
+    from ..models.base import DrugResponseModel
     from ..plots import latent_umap, placeholder_figure, training_history
     from .train import cell_line_data
 
@@ -52,7 +50,7 @@ def latent(paths: Mapping, outputs: Mapping, seed: int, title: str) -> None:
     cells = {fold: cell_line_data(input_names.of_fold(paths, fold)) for fold in folds}  # read once for all models
     for model, by_fold in model_dirs.items():
         for fold, model_dir in sorted(by_fold.items()):
-            fitted = resolve(json.loads((Path(model_dir) / "model.json").read_text())["class"]).load(model_dir)
+            fitted = DrugResponseModel.load(model_dir)
             export_latent(fitted, cells[fold], outputs[input_names.model_fold_output(fold, model, "latent")])
         latent_umap(outputs[input_names.model_fold_output(min(by_fold), model, "latent")],
                     outputs[input_names.model_output(model, "umap")], seed=seed,

@@ -159,8 +159,8 @@ def predict_samples(paths: Mapping, sample_set: str, spec: Mapping, models: Mapp
 
     from .. import input_names
     from ..explain import explain
-    from ..models import catalog, resolve
-    from ..models.base import CellLineData
+    from ..models import catalog
+    from ..models.base import CellLineData, DrugResponseModel
     from ..samples_io import read_sample_set, transform_samples
     from ..uncertainty import NeighbourDistance, ood_matrix, ood_view_names
 
@@ -202,7 +202,7 @@ def predict_samples(paths: Mapping, sample_set: str, spec: Mapping, models: Mapp
     frames, explanations, latents, completeness = [], [], {}, {}
     for name in tqdm(list(models), desc=f"{sample_set}: final models", file=sys.stderr):
         model_dir, calibration = Path(paths[f"model__{name}"]), Path(paths[f"calibration__{name}"])
-        model = resolve(json.loads((model_dir / "model.json").read_text())["class"]).load(model_dir)
+        model = DrugResponseModel.load(model_dir)
         predicted = model_predictions(model, name, cells, samples, calibration, settings["interval_level"],
                                       meta["lower_is_sensitive"])
         attributions, explained = explain(model, pd.DataFrame({"cell_line": SAMPLE_PREFIX + predicted["sample"],

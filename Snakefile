@@ -1,5 +1,6 @@
 # Drug response prediction pipeline: download -> build_dataset -> make_splits -> features -> train ->
-# predict -> evaluate -> report, then final models -> predictions for new samples (samples.smk).
+# predict -> evaluate -> report, then final models -> predictions for new samples (samples.smk), biomarkers
+# (biomarkers.smk) and synthetic cell lines (synthetic.smk).
 # README.md describes the architecture; config/README.md every key.
 
 configfile: "config/config.yaml"
@@ -14,6 +15,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/latent.smk"
 include: "workflow/rules/samples.smk"
 include: "workflow/rules/biomarkers.smk"
+include: "workflow/rules/synthetic.smk"
 
 
 rule all:

@@ -9,6 +9,7 @@ import jsonschema
 import yaml
 
 from . import auxiliary, sample_sets, unlabelled
+from .models import catalog
 
 
 class ConfigError(ValueError):
@@ -150,6 +151,7 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     problems += [f"biomarkers.models: {model!r} is not one of run.models; its biomarkers come from its cell-blind fold "
                  f"models (run.models: {config['run']['models']})"
                  for model in config["biomarkers"]["models"] if model not in config["run"]["models"]]
+    problems += _synthetic_problems(config)
     baseline = config["evaluation"]["baseline"]
     if baseline not in config["run"]["models"]:
         problems.append(f"evaluation.baseline: {baseline!r} must be one of run.models, since every model is "
@@ -157,3 +159,24 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(f"  - {p}" for p in problems))
     return config
+
+
+def _synthetic_problems(config: dict) -> list[str]:
+    """synthetic: generators' models must be defined and have a decoder; the utility model must be defined."""
+    section, models = config["synthetic"], config["models"]
+    problems = []
+    for name, spec in section["generators"].items():
+        model = spec.get("model")
+        if model is None:
+            for key in ("latent", "response_noise"):
+                if key in spec and spec[key] != {"latent": "aggregate", "response_noise": True}[key]:
+                    problems.append(f"synthetic.generators.{name}.{key}: only a model-based generator has it "
+                                    f"(this one is kind {spec['kind']!r})")
+        elif model not in models:
+            problems.append(f"synthetic.generators.{name}.model: {model!r} is not defined under models")
+        elif not catalog.traits(models[model]).generative:
+            problems.append(f"synthetic.generators.{name}.model: {model!r} (class {models[model]['class']!r}) has no "
+                            "decoder to generate cell lines; use a generative model (drvae, moicvae)")
+    if section["generators"] and section["utility_model"] not in models:
+        problems.append(f"synthetic.utility_model: {section['utility_model']!r} is not defined under models")
+    return problems

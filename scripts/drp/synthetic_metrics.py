@@ -68,7 +68,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
-from sklearn.covariance import LedoitWolf
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -266,55 +265,68 @@ def _sample_count(n: Any) -> int:
     return int(n)
 
 
-def _shrunk_factor(scaled: np.ndarray) -> np.ndarray:
-    """A matrix ``F`` with ``F @ F.T`` = the Ledoit-Wolf covariance of ``scaled`` (eigen-decomposition, so it works
-    for semi-definite estimates too)."""
-    covariance = LedoitWolf(assume_centered=False).fit(scaled).covariance_
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    return eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+def _shrunk_parts(rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """The Ledoit-Wolf covariance ``(1 - d) S + d mu I`` of ``rows`` (S the empirical covariance, 1/n) as parts to
+    sample from: a factor ``F`` (features x rows) with ``F @ F.T = (1 - d) S`` and the isotropic sd ``sqrt(d mu)``.
+    Sampling ``g @ F.T + sd * e`` (g, e standard normal) is exact and costs rows x features per draw, where an
+    eigen-decomposition of the full covariance would cost features^3 per tissue (minutes for 2,000 features)."""
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    n = len(rows)
+    centred = rows - rows.mean(axis=0)
+    shrinkage = float(ledoit_wolf_shrinkage(rows, assume_centered=False)) if rows.shape[1] > 1 else 0.0
+    mu = float((centred**2).sum() / n / rows.shape[1])
+    return centred.T * np.sqrt((1.0 - shrinkage) / n), float(np.sqrt(shrinkage * mu))
 
 
-class GaussianGenerator:
-    """Per-group multivariate Gaussian with a Ledoit-Wolf shrunk covariance. Every group needs >= 2 rows. Fitted
-    without groups, it is one Gaussian and the group of every sampled row is None."""
+def _draw(parts: tuple[np.ndarray, float], n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` draws from N(0, F F' + sd^2 I) (``_shrunk_parts``)."""
+    factor, sd = parts
+    return rng.standard_normal((n, factor.shape[1])) @ factor.T + sd * rng.standard_normal((n, factor.shape[0]))
+
+
+class _GroupedGenerator:
+    """Fits one generator per group (e.g. tissue) and samples each group's rows from its own. Every group needs
+    >= 2 rows. Fitted without groups, it is one generator and the group of every sampled row is None.
+    Subclasses implement ``_fit_group(rows) -> state`` and ``_sample_group(state, n, rng) -> rows``."""
 
     def __init__(self) -> None:
         self.groups_: np.ndarray | None = None
         self.group_frequencies_: np.ndarray | None = None
-        self.means_: dict[Any, np.ndarray] = {}
-        self.factors_: dict[Any, np.ndarray] = {}
-        self.scale_: np.ndarray | None = None
+        self.states_: dict[Any, Any] = {}
         self.n_features_: int | None = None
 
-    def fit(self, X: Any, groups: Sequence[Any] | None = None) -> "GaussianGenerator":
+    def _prepare(self, x: np.ndarray) -> None:
+        """Statistics of all rows that every group's fit uses (none by default)."""
+
+    def _fit_group(self, rows: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def _sample_group(self, state: Any, n: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, X: Any, groups: Sequence[Any] | None = None):
         x = _matrix("X", X)
         if groups is None:
             labels = np.full(len(x), None, dtype=object)
+            uniques, counts = np.array([None], dtype=object), np.array([len(x)])
         else:
             labels = np.asarray(list(groups), dtype=object)
             if labels.ndim != 1 or len(labels) != len(x):
                 raise ValueError(f"groups: expected one label per row of X ({len(x)}), got shape {labels.shape}")
             if pd.isna(pd.Series(labels)).any():
                 raise ValueError("groups: expected a label for every row, found None/NaN")
-        scale = x.std(axis=0, ddof=1)
-        scale[scale == 0] = 1.0
-        if groups is None:
-            uniques, counts = np.array([None], dtype=object), np.array([len(x)])
-        else:
             tally = pd.Series(labels).value_counts(sort=False)
             uniques, counts = np.array(list(tally.index), dtype=object), tally.to_numpy()
         small = [f"{label!r} ({count} row)" for label, count in zip(uniques, counts) if count < 2]
         if small:
-            raise ValueError(f"groups: expected at least 2 rows per group to estimate a covariance; too small: "
+            raise ValueError(f"groups: expected at least 2 rows per group to fit a generator; too small: "
                              f"{', '.join(small)} (merge them into a larger group)")
-        self.means_, self.factors_ = {}, {}
-        for label in uniques:
-            rows = x[np.array([g == label for g in labels.tolist()], dtype=bool)]
-            self.means_[label] = rows.mean(axis=0)
-            self.factors_[label] = _shrunk_factor(rows / scale) * scale[:, None]
+        self._prepare(x)
+        self.states_ = {label: self._fit_group(x[np.array([g == label for g in labels.tolist()], dtype=bool)])
+                        for label in uniques}
         self.groups_ = uniques
         self.group_frequencies_ = counts / counts.sum()
-        self.scale_ = scale
         self.n_features_ = x.shape[1]
         return self
 
@@ -343,7 +355,7 @@ class GaussianGenerator:
         """``n`` rows and the group of each. ``groups``: None (groups drawn in their training proportions), one label
         per row, or a mapping label -> count (summing to ``n``). Same seed, same sample."""
         if self.groups_ is None:
-            raise RuntimeError("GaussianGenerator: call fit before sample")
+            raise RuntimeError(f"{type(self).__name__}: call fit before sample")
         n = _sample_count(n)
         rng = np.random.default_rng(seed)
         row_groups = self._row_groups(n, groups, rng)
@@ -351,8 +363,7 @@ class GaussianGenerator:
         for label in self.groups_:
             rows = np.flatnonzero(np.array([g == label for g in row_groups.tolist()], dtype=bool))
             if len(rows):
-                factor = self.factors_[label]
-                out[rows] = self.means_[label] + rng.standard_normal((len(rows), factor.shape[1])) @ factor.T
+                out[rows] = self._sample_group(self.states_[label], len(rows), rng)
         return out, row_groups
 
     def sample(self, n: int, groups: Any = None, seed: int = 0) -> np.ndarray:
@@ -360,41 +371,39 @@ class GaussianGenerator:
         return self.sample_with_groups(n, groups=groups, seed=seed)[0]
 
 
-class GaussianCopulaGenerator:
-    """Gaussian copula with empirical marginals (rank normal scores, Ledoit-Wolf shrunk correlation, interpolated
-    empirical quantiles on the way back)."""
+class GaussianGenerator(_GroupedGenerator):
+    """Per-group multivariate Gaussian: the group mean and a Ledoit-Wolf shrunk covariance, estimated on features
+    scaled by the standard deviations of all rows (so that shrinkage treats features alike) and scaled back."""
 
-    def __init__(self) -> None:
-        self.sorted_values_: np.ndarray | None = None
-        self.factor_: np.ndarray | None = None
+    def _prepare(self, x: np.ndarray) -> None:
+        scale = x.std(axis=0, ddof=1)
+        scale[scale == 0] = 1.0
+        self.scale_ = scale
 
-    def fit(self, X: Any) -> "GaussianCopulaGenerator":
-        x = _matrix("X", X)
-        n = len(x)
-        scores = stats.norm.ppf((stats.rankdata(x, axis=0) - 0.5) / n)
-        covariance = LedoitWolf(assume_centered=False).fit(scores).covariance_
-        sd = np.sqrt(np.diag(covariance))
-        constant = sd <= 1e-12
-        safe = np.where(constant, 1.0, sd)
-        correlation = covariance / np.outer(safe, safe)
-        correlation[constant, :] = 0.0
-        correlation[:, constant] = 0.0
-        np.fill_diagonal(correlation, 1.0)
-        eigenvalues, eigenvectors = np.linalg.eigh(correlation)
-        self.factor_ = eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
-        self.correlation_ = correlation
-        self.sorted_values_ = np.sort(x, axis=0)
-        return self
+    def _fit_group(self, rows: np.ndarray):
+        return rows.mean(axis=0), _shrunk_parts(rows / self.scale_)
 
-    def sample(self, n: int, seed: int = 0) -> np.ndarray:
-        """``n`` rows; same seed, same sample. Values stay within each feature's training range."""
-        if self.sorted_values_ is None or self.factor_ is None:
-            raise RuntimeError("GaussianCopulaGenerator: call fit before sample")
-        n = _sample_count(n)
-        rng = np.random.default_rng(seed)
-        z = rng.standard_normal((n, self.factor_.shape[1])) @ self.factor_.T
-        u = stats.norm.cdf(z)
-        m = len(self.sorted_values_)
-        grid = (np.arange(m) + 0.5) / m
-        return np.column_stack([np.interp(u[:, j], grid, self.sorted_values_[:, j])
-                                for j in range(self.sorted_values_.shape[1])])
+    def _sample_group(self, state, n: int, rng: np.random.Generator) -> np.ndarray:
+        mean, parts = state
+        return mean + _draw(parts, n, rng) * self.scale_
+
+
+class GaussianCopulaGenerator(_GroupedGenerator):
+    """Per-group Gaussian copula with empirical marginals: rank normal scores, a Ledoit-Wolf shrunk correlation of
+    them, and on the way back each feature's empirical quantiles of the group (linearly interpolated, so values
+    stay within the group's observed range)."""
+
+    def _fit_group(self, rows: np.ndarray):
+        n = len(rows)
+        scores = stats.norm.ppf((stats.rankdata(rows, axis=0) - 0.5) / n)
+        parts = _shrunk_parts(scores)
+        variance = (parts[0] ** 2).sum(axis=1) + parts[1] ** 2
+        # a feature constant in the group has variance sd^2 only: its draws are independent standard normals, and
+        # its quantiles map them all back to its one value
+        return parts, np.sqrt(np.where(variance > 0, variance, 1.0)), np.sort(rows, axis=0)
+
+    def _sample_group(self, state, n: int, rng: np.random.Generator) -> np.ndarray:
+        parts, sd, sorted_values = state
+        u = stats.norm.cdf(_draw(parts, n, rng) / sd)
+        grid = (np.arange(len(sorted_values)) + 0.5) / len(sorted_values)
+        return np.column_stack([np.interp(u[:, j], grid, sorted_values[:, j]) for j in range(sorted_values.shape[1])])

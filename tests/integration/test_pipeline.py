@@ -87,6 +87,9 @@ def fixture_config(index_url: str) -> dict:
     models["drvae_permuted"] = {"class": "drvae", "permute_labels": True, "params": copy.deepcopy(models["drvae"]["params"])}
     config["run"]["models"] = MODELS
     config["biomarkers"] = {"models": ["ridge", "drvae"], "explain_steps": 8, "null_permutations": 100}
+    config["synthetic"] = {"generators": {"drvae": {"model": "drvae"}, "moicvae": {"model": "moicvae"},
+                                          "gaussian": {"kind": "gaussian"}, "training_copy": {"kind": "copy"}},
+                           "augment_max_lines": 10}
     return config
 
 
@@ -354,6 +357,39 @@ def test_biomarkers(pipeline_run):
     associations = pd.read_parquet(workdir / "results" / "gdsc2" / "biomarkers" / "associations.parquet")
     assert associations.drug.nunique() == 12 and associations.fdr.between(0, 1).all()
     assert (workdir / "results" / "gdsc2" / "biomarkers" / "volcano.png").stat().st_size > 10_000
+
+
+def test_synthetic_cell_lines(pipeline_run):
+    """Every generator's synthetic cell lines of every cell-blind fold, from its training cell lines, judged against
+    the held-out ones: the copies of the training cell lines must fail the privacy check, the VAEs' must not copy."""
+    workdir, config, _ = pipeline_run
+    base = workdir / "results" / "gdsc2" / "LCO" / "synthetic"
+    generators = set(config["synthetic"]["generators"])
+    summary = pd.read_csv(base / "summary.tsv", sep="\t")
+    assert set(summary.generator) == generators and (summary.folds == N_FOLDS).all()
+    assert set(summary[summary.generator == "drvae"].view) == {"expression"}  # Dr.VAE models expression only
+    assert set(summary[summary.generator == "moicvae"].view) == {"expression", "cnv", "mutation", "all"}
+    overall = summary[summary.view.isin(["all"]) | (summary.generator == "drvae")].set_index("generator")
+    assert overall.loc["training_copy", "dcr_close_share"] == 1.0 and overall.loc["training_copy", "mia_auroc"] > 0.9
+    assert overall.loc["training_copy", "privacy_passes"] == 0.0
+    for generator in ("drvae", "moicvae", "gaussian"):
+        assert overall.loc[generator, "dcr_close_share"] < 0.5, generator
+        assert overall[["classifier_auroc", "pearson_real", "pearson_synthetic"]].loc[generator].notna().all()
+    splits = pd.read_csv(workdir / "results" / "gdsc2" / "splits" / "LCO.tsv", sep="\t")
+    for fold in range(N_FOLDS):
+        synthetic = ad.read_h5ad(base / f"fold{fold}" / "moicvae.h5ad")
+        training_lines = splits.loc[splits.fold != fold, "cell_line"].nunique()  # cell-blind: one fold per line
+        assert synthetic.n_obs == training_lines  # one per training cell line, tissue by tissue
+        assert synthetic.uns["provenance"]["fold"] == fold and synthetic.uns["provenance"]["generator"] == "moicvae"
+        assert synthetic.obsm["response"].shape[1] == 12 and np.isfinite(synthetic.X).all()
+        cnv = synthetic.layers["unscaled"][:, (synthetic.var.view == "cnv").to_numpy()]
+        assert set(np.unique(np.round(cnv, 4))) <= {-1.0, 0.0, 1.0}  # calls, as the data set has them
+        utility = pd.read_parquet(base / f"fold{fold}" / "moicvae_utility.parquet")
+        assert set(utility.setting) == {"real", "synthetic", "real_plus_synthetic"}
+        assert not set(utility.cell_line) & set(synthetic.obs_names)  # tested on held-out real cell lines only
+    html = (base / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Small tissues" in html
+    assert (base / "overlays.png").stat().st_size > 20_000
 
 
 def test_rerun_has_nothing_to_do(pipeline_run):

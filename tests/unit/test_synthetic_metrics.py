@@ -252,3 +252,15 @@ def test_generator_errors():
         generator.sample(0)
     with pytest.raises(RuntimeError, match=r"call fit before sample"):
         GaussianCopulaGenerator().sample(5)
+
+
+def test_low_rank_sampling_has_the_ledoit_wolf_covariance():
+    """The generators draw from the Ledoit-Wolf estimate without decomposing it: many draws must have sklearn's
+    LedoitWolf covariance, also with more features than rows (where the shrinkage matters most)."""
+    from sklearn.covariance import LedoitWolf
+
+    rows = synthetic_draw(15, seed=30) @ np.random.default_rng(31).normal(size=(P, 3 * P))  # 15 rows, 24 features
+    sample = GaussianGenerator().fit(rows).sample(60_000, seed=5)
+    scale = rows.std(axis=0, ddof=1)  # the generator shrinks on features scaled alike, then scales back
+    expected = LedoitWolf().fit(rows / scale).covariance_ * np.outer(scale, scale)
+    np.testing.assert_allclose(np.cov(sample, rowvar=False, bias=True), expected, atol=0.03 * np.abs(expected).max())

@@ -208,6 +208,9 @@ def all_targets():
         targets.append("results/cross_study/table.tsv")
     if config["biomarkers"]["models"]:
         targets += [f"results/{dataset}/LCO/biomarkers/summary.tsv" for dataset in config["run"]["datasets"]]
+    if config["synthetic"]["generators"]:
+        targets += [f"results/{dataset}/{mode}/synthetic/summary.tsv" for dataset in config["run"]["datasets"]
+                    for mode in config["synthetic"]["modes"]]
     for sample_set, spec in config["samples"].items():
         targets.append(f"results/samples/{sample_set}/{'check.tsv' if 'holdout' in spec else 'predictions.tsv'}")
     return targets

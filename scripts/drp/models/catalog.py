@@ -2,8 +2,8 @@
 
 Building the DAG (and so every Snakemake start, every Slurm job) must not import torch, anndata or
 scikit-learn. The rules only need a few facts per model: whether it predicts for unseen drugs (drug-blind
-splits), whether it has a latent space (latent export, UMAP, training history) and whether it trains on a
-GPU (Slurm resources). Built-in models declare them here; an external ``module:Class`` declares them in its
+splits), whether it has a latent space (latent export, UMAP, training history), whether it trains on a
+GPU (Slurm resources) and whether it generates synthetic cell lines. Built-in models declare them here; an external ``module:Class`` declares them in its
 config entry under ``traits`` (defaults: all false). ``check_traits`` compares a declaration with the class
 once it is imported, at training time, and the tests check the built-in table against the classes.
 """
@@ -18,6 +18,7 @@ class Traits:
     handles_unseen_drugs: bool = False  # predicts for drugs absent from training (LDO)
     latent: bool = False  # has ``encode(cells)``: latent export and plots
     gpu: bool = False  # a neural model that trains on CUDA when one is present (device "auto" or "cuda")
+    generative: bool = False  # has ``latent_posterior`` and ``generate``: synthetic cell lines (drp.synthesis)
 
 
 #: registry name -> (importable ``module:Class``, traits)
@@ -29,12 +30,12 @@ BUILTIN = {
     "gradient_boosting": ("drp.models.boosting:GradientBoosting", Traits(handles_unseen_drugs=True)),
     "random_forest": ("drp.models.boosting:RandomForest", Traits(handles_unseen_drugs=True)),
     "mlp": ("drp.models.mlp:PairMLP", Traits(handles_unseen_drugs=True, gpu=True)),
-    "drvae": ("drp.models.drvae:DrVAE", Traits(latent=True, gpu=True)),
+    "drvae": ("drp.models.drvae:DrVAE", Traits(latent=True, gpu=True, generative=True)),
     "multitask_mlp": ("drp.models.drvae:MultitaskMLP", Traits(latent=True, gpu=True)),
     "stack": ("drp.models.stack:StackedPair", Traits(gpu=True)),
     "ensemble": ("drp.models.ensemble:SeedEnsemble", Traits(gpu=True)),
     "latent_ridge": ("drp.models.latent_ridge:LatentRidge", Traits(gpu=True)),
-    "moicvae": ("drp.models.moicvae:MOICVAE", Traits(latent=True, gpu=True)),
+    "moicvae": ("drp.models.moicvae:MOICVAE", Traits(latent=True, gpu=True, generative=True)),
 }
 
 
@@ -66,6 +67,8 @@ def check_traits(cls: type, spec: dict) -> None:
     actual = {"handles_unseen_drugs": bool(getattr(cls, "handles_unseen_drugs", False)),
               "latent": callable(getattr(cls, "encode", None))}
     wrong = {key: value for key, value in actual.items() if getattr(declared, key) != value}
+    if declared.generative and not getattr(cls, "generates_cell_lines", False):  # a generator must have a decoder;
+        wrong["generative"] = False  # a class that could generate but is not declared so is simply not asked to
     if wrong:
         raise ValueError(f"model class {spec['class']!r}: its traits {wrong} disagree with the declaration "
                          f"{declared}; set models.<name>.traits in the config to match the class")

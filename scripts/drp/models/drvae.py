@@ -209,6 +209,7 @@ class DrVAEModule(nn.Module):
 class DrVAE(NeuralResponseModel):
     settings_class = DrVAESettings
     uses_unlabelled_cell_lines = True  # TrainingData.unlabelled feeds the ELBO (drp.unlabelled)
+    generates_cell_lines = True  # latent_posterior + generate (drp.synthesis)
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -308,6 +309,32 @@ class DrVAE(NeuralResponseModel):
         x = torch.as_tensor(cells.matrix(list(self.settings.views), cells.cell_lines), dtype=torch.float32)
         return self.module.encode(x)[0].numpy()
 
+    @torch.no_grad()
+    def latent_posterior(self, cells: CellLineData) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and log-variance of q(z1|x) for every cell line of ``cells``: where synthetic cell lines start."""
+        x = torch.as_tensor(cells.matrix(list(self.settings.views), cells.cell_lines), dtype=torch.float32)
+        return tuple(part.numpy() for part in self.module.encode(x))
+
+    @torch.no_grad()
+    def generate(self, z: np.ndarray, tissue: pd.Series, view_sizes: dict[str, int],
+                 rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Synthetic cell lines from latent points ``z``: omics drawn from p(x|z1) (decoder mean plus its noise),
+        split into the model's views (``view_sizes``: each view's width, in the fold's features), and the heads'
+        responses (cells x drugs, in response units). The model is not conditioned on tissue: ``tissue`` is
+        ignored (drp.synthesis conditions the latent points instead)."""
+        if not self.settings.generative:
+            raise ValueError("multitask_mlp has no decoder: it cannot generate cell lines (use drvae)")
+        latent = torch.as_tensor(z, dtype=torch.float32)
+        mean, logvar = (part.numpy() for part in self.module.decode(latent))
+        x = mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape).astype(np.float32)
+        widths = [int(view_sizes[view]) for view in self.settings.views]
+        if sum(widths) != x.shape[1]:
+            raise ValueError(f"view_sizes {dict(zip(self.settings.views, widths))} add up to {sum(widths)} features, "
+                             f"the model decodes {x.shape[1]}")
+        views = dict(zip(self.settings.views, np.split(x, np.cumsum(widths)[:-1], axis=1)))
+        response = self.module.heads(latent, self.module.perturbation(latent))[..., 0].numpy()
+        return views, response * self.response_std + self.response_mean
+
     def state(self):
         meta = {"drugs": self.drugs, "n_features": int(self.module.decoder_mean.out_features),
                 "lower_is_sensitive": bool(self.lower_is_sensitive), "settings": asdict(self.settings)}
@@ -322,6 +349,8 @@ class MultitaskMLP(DrVAE):
     """The ablation of the Dr.VAE-style model that says what its generative part adds: the same encoder,
     latent size and per-drug heads, trained on the response terms alone (no decoder term, no KL, the latent
     is the encoder's mean, not a sample). Everything else (input noise, early stopping, refit) is the same."""
+
+    generates_cell_lines = False  # no decoder
 
     def __init__(self, **params):
         if params.get("generative", False):

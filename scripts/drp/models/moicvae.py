@@ -163,6 +163,7 @@ class MOICVAEModule(nn.Module):
 
 class MOICVAE(NeuralResponseModel):
     settings_class = MOICVAESettings
+    generates_cell_lines = True  # latent_posterior + generate (drp.synthesis), conditioned on tissue
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -261,6 +262,44 @@ class MOICVAE(NeuralResponseModel):
         z = self.module.encode(inputs["views"], inputs["tissue"])[0]
         out = self.module.predict_grid(z, inputs["tissue"], torch.as_tensor(self.drug_latent)).numpy()
         return self.pair_predictions(out, pairs, cell_index)
+
+    @torch.no_grad()
+    def latent_posterior(self, cells: CellLineData) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and log-variance of q(z|views, tissue) for every cell line of ``cells``."""
+        inputs = self._cell_tensors(cells, cells.cell_lines, "cpu")
+        return tuple(part.numpy() for part in self.module.encode(inputs["views"], inputs["tissue"]))
+
+    @torch.no_grad()
+    def generate(self, z: np.ndarray, tissue: pd.Series, view_sizes: dict[str, int] | None,
+                 rng: np.random.Generator) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Synthetic cell lines from latent points ``z`` and their ``tissue`` (a training tissue, or the unknown
+        slot): every view drawn from its likelihood (Gaussian expression, categorical copy-number calls,
+        Bernoulli mutations; the calls put back on the fold's scale), and the responses (cells x drugs, in
+        response units) of the response decoder. ``view_sizes`` is not needed (the decoders know them)."""
+        module = self.module
+        latent = torch.as_tensor(z, dtype=torch.float32)
+        onehot = torch.as_tensor(self._tissue_onehot(pd.Series(np.asarray(tissue, dtype=str))))
+        outputs = module.generative(latent, onehot, torch.as_tensor(self.drug_latent))
+        views = {}
+        for name in self.settings.views:
+            out, kind = outputs["views"][name].numpy(), LIKELIHOODS[name]
+            if kind == "gaussian":
+                mean, logvar = np.split(out, 2, axis=-1)
+                views[name] = mean + np.exp(0.5 * np.clip(logvar, -8.0, 8.0)) * rng.standard_normal(mean.shape)
+                continue
+            if kind == "categorical":  # logits (cells, features, 3) over the calls -1, 0, 1
+                logits = out.reshape(len(out), -1, 3)
+                probability = np.exp(logits - logits.max(-1, keepdims=True))
+                probability /= probability.sum(-1, keepdims=True)
+                drawn = (rng.random(probability.shape[:2])[..., None] > probability.cumsum(-1)).sum(-1)
+                raw = np.minimum(drawn, 2) - 1.0  # a cumulative sum a rounding short of 1 must not give a 4th call
+            else:
+                raw = (rng.random(out.shape) < 1.0 / (1.0 + np.exp(-out))).astype(float)
+            mean, std = self.raw_scale[name]
+            views[name] = (raw - mean) / std
+        views = {name: value.astype(np.float32) for name, value in views.items()}
+        response = outputs["response"][..., 0].numpy()
+        return views, response * self.response_std + self.response_mean
 
     def state(self):
         arrays = self.module_arrays()

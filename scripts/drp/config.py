@@ -174,7 +174,7 @@ def _synthetic_problems(config: dict) -> list[str]:
                                     f"(this one is kind {spec['kind']!r})")
         elif model not in models:
             problems.append(f"synthetic.generators.{name}.model: {model!r} is not defined under models")
-        elif not catalog.traits(models[model]).generative:
+        elif not catalog.traits(models[model]).generative or (models[model].get("params") or {}).get("generative") is False:
             problems.append(f"synthetic.generators.{name}.model: {model!r} (class {models[model]['class']!r}) has no "
                             "decoder to generate cell lines; use a generative model (drvae, moicvae)")
     if section["generators"] and section["utility_model"] not in models:

@@ -12,17 +12,19 @@ cell lines, never a test cell line) and writes synthetic cell lines on the fold'
 * a trained fold model with a decoder (``drvae``, ``moicvae``; catalog trait ``generative``): latent points are
   drawn per tissue from a Gaussian matched to the mean and covariance of the tissue's training cell lines'
   posteriors q(z|x) (``latent: aggregate``, the default: a VAE's prior has regions no cell line encodes to, and
-  Dr.VAE does not see tissue), or from the prior N(0, I) (``latent: prior``; MOICVAE then still conditions its
-  decoders on tissue); the model decodes them (omics drawn from its likelihoods) and its response heads give
+  Dr.VAE does not see tissue), or from the prior N(0, I) (``latent: prior``, MOICVAE only: its decoders are
+  conditioned on tissue); the model decodes them (omics drawn from its likelihoods) and its response heads give
   the responses, plus per-drug noise with the standard deviation of the model's residuals on its training
   pairs (``response_noise``): heads give a conditional mean, real responses scatter around it.
 
 Tissues with fewer than ``min_tissue_lines`` training cell lines form one pooled group, ``OTHER``: neither a
 covariance nor a latent Gaussian can be estimated from a handful of cell lines. Every generator writes as many
-synthetic cell lines per tissue group as the fold has training cell lines in it, times ``per_cell_line``.
+synthetic cell lines per tissue group as the fold has training cell lines in it, times ``per_cell_line``; each
+synthetic line takes the tissue and the pattern of screened drugs of one training line of its group
+(``row_members``), so the synthetic and real training sets share tissues and missing responses.
 
-The baselines need a complete response matrix: responses a training cell line was not screened for are set to
-the drug's training mean before the fit (GDSC2: about 8 % of the grid), which shrinks their covariance a little.
+The baselines need a complete response matrix for their fit: responses a training cell line was not screened
+for are set to the drug's training mean (GDSC2: about 8 % of the grid), which shrinks their covariance a little.
 """
 
 from __future__ import annotations
@@ -45,13 +47,17 @@ SEPARATOR = ":"  # var_names of a synthetic AnnData: <view>:<feature>
 
 
 def tissue_groups(tissue: pd.Series, min_lines: int) -> pd.Series:
-    """Each cell line's tissue, or ``OTHER`` for tissues with fewer than ``min_lines`` cell lines."""
+    """Each cell line's tissue, or ``OTHER`` for tissues with fewer than ``min_lines`` cell lines. A pooled group
+    of a single cell line (nothing to estimate a spread from) joins the largest group instead."""
     counts = tissue.value_counts()
     small = counts.index[counts < min_lines]
     groups = tissue.astype(str).where(~tissue.isin(small), OTHER)
-    if groups.value_counts().min() < 2:  # a pooled group of one: nothing to estimate a spread from
-        raise ValueError(f"tissue groups: every group needs at least 2 training cell lines; {OTHER!r} has "
-                         f"{int((groups == OTHER).sum())} (raise synthetic.min_tissue_lines or lower it to 2)")
+    if (groups == OTHER).sum() == 1 and groups.nunique() > 1:
+        largest = groups[groups != OTHER].value_counts().index[0]
+        log.info("tissue groups: the one cell line of %s joins the largest group, %s", OTHER, largest)
+        groups = groups.replace(OTHER, largest)
+    if groups.value_counts().min() < 2:
+        raise ValueError(f"tissue groups: expected at least 2 training cell lines, got {len(groups)}")
     return groups
 
 
@@ -61,14 +67,29 @@ def response_matrix(pairs: pd.DataFrame, cell_lines: pd.Index, drugs: list[str])
         .reindex(index=cell_lines, columns=drugs)
 
 
-def _row_counts(groups: pd.Series, per_cell_line: int) -> dict[str, int]:
-    return {str(group): int(count) * per_cell_line for group, count in groups.value_counts().sort_index().items()}
+def row_groups(groups: pd.Series, per_cell_line: int) -> np.ndarray:
+    """The tissue group of every synthetic cell line: as many per group as it has training cell lines, times
+    ``per_cell_line``, group after group (sorted)."""
+    counts = groups.value_counts().sort_index()
+    return np.repeat(counts.index.to_numpy(dtype=object), counts.to_numpy() * per_cell_line)
+
+
+def row_members(rows: np.ndarray, groups: pd.Series, per_cell_line: int) -> np.ndarray:
+    """For every synthetic cell line (``rows``, from ``row_groups``) a training cell line of its group, each
+    ``per_cell_line`` times: the synthetic line takes its tissue (a pooled group's lines keep their own tissues)
+    and its pattern of screened drugs, so that synthetic and real training sets have the same tissues and the
+    same missing responses. Only the ``copy`` generator also takes its values."""
+    members = np.empty(len(rows), dtype=object)
+    for group in pd.unique(rows):
+        members[rows == group] = np.repeat(np.sort(groups.index[groups == group].to_numpy(dtype=object)),
+                                           per_cell_line)
+    return members
 
 
 def sample_baseline(kind: str, cells: CellLineData, views: list[str], responses: pd.DataFrame, groups: pd.Series,
-                    per_cell_line: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """A per-tissue Gaussian or Gaussian copula over the views' features and the responses, or the training cell
-    lines copied: (views, responses, tissue group of each row)."""
+                    rows: np.ndarray, members: np.ndarray, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """A per-tissue Gaussian or Gaussian copula over the views' features and the responses (missing ones set to
+    the drug's training mean for the fit), or the members copied: (views, responses), one row per ``rows``."""
     if kind not in BASELINES:
         raise ValueError(f"generator kind {kind!r}: expected one of {sorted(BASELINES)}")
     cell_lines = cells.cell_lines
@@ -78,85 +99,91 @@ def sample_baseline(kind: str, cells: CellLineData, views: list[str], responses:
     if not np.isfinite(filled).all():
         raise ValueError("responses: a drug without any training response cannot be generated")
     joint = np.hstack([omics, filled])
-    labels = groups.reindex(cell_lines).to_numpy()
     if kind == "copy":  # the training cell lines themselves: the fidelity a generator cannot beat, and no privacy
-        sample, row_groups = np.tile(joint, (per_cell_line, 1)), np.tile(labels, per_cell_line)
+        sample = joint[cell_lines.get_indexer(members)]
     else:
-        counts = _row_counts(groups, per_cell_line)
-        generator = BASELINES[kind]().fit(joint, groups=labels)
-        sample, row_groups = generator.sample_with_groups(sum(counts.values()), groups=counts, seed=seed)
+        generator = BASELINES[kind]().fit(joint, groups=groups.reindex(cell_lines).to_numpy())
+        sample = generator.sample(len(rows), groups=rows, seed=seed)
     widths = [cells.views[view].n_vars for view in views]
     split = np.split(sample[:, :omics.shape[1]], np.cumsum(widths)[:-1], axis=1)
-    return dict(zip(views, split)), sample[:, omics.shape[1]:], row_groups
+    return dict(zip(views, split)), sample[:, omics.shape[1]:]
 
 
-def latent_points(mean: np.ndarray, logvar: np.ndarray, groups: pd.Series, counts: Mapping[str, int], source: str,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Latent points per tissue group: from the Gaussian that matches the group's aggregate posterior (the
-    covariance of its posterior means, shrunk, plus the mean posterior variance), or from N(0, I)."""
+def latent_points(mean: np.ndarray, logvar: np.ndarray, labels: np.ndarray, rows: np.ndarray, source: str,
+                  rng: np.random.Generator) -> np.ndarray:
+    """A latent point per synthetic cell line (its group in ``rows``; ``labels``: the group of each row of
+    ``mean``): from the Gaussian that matches the group's aggregate posterior (the shrunk covariance of its
+    posterior means plus the mean posterior variance), or from N(0, I)."""
     if source not in LATENT_SOURCES:
         raise ValueError(f"latent: expected one of {LATENT_SOURCES}, got {source!r}")
-    n = sum(counts.values())
-    row_groups = np.array([group for group, count in counts.items() for _ in range(count)], dtype=object)
     if source == "prior":
-        return rng.standard_normal((n, mean.shape[1])), row_groups
-    labels = groups.to_numpy()
-    # the Gaussian's own stream, drawn from rng: its seed's stream is rng's, whose normals the spread below takes
-    z, row_groups = GaussianGenerator().fit(mean, groups=labels).sample_with_groups(
-        n, groups=dict(counts), seed=int(rng.integers(2**31)))
-    for group in counts:
-        rows = row_groups == group
+        return rng.standard_normal((len(rows), mean.shape[1]))
+    # the Gaussian gets a seed drawn from rng, rng itself then draws the spread
+    z = GaussianGenerator().fit(mean, groups=labels).sample(len(rows), groups=rows, seed=int(rng.integers(2**31)))
+    for group in pd.unique(rows):
+        own = rows == group
         spread = np.sqrt(np.exp(logvar[labels == group]).mean(axis=0))
-        z[rows] += spread * rng.standard_normal((int(rows.sum()), mean.shape[1]))
-    return z, row_groups
+        z[own] += spread * rng.standard_normal((int(own.sum()), mean.shape[1]))
+    return z
 
 
 def residual_sd(model, pairs: pd.DataFrame, cells: CellLineData, drugs: list[str]) -> np.ndarray:
-    """Per drug the standard deviation of the model's residuals on its training pairs (0 for a drug without)."""
+    """Per drug the standard deviation of the model's residuals on its training pairs (0 for a drug without).
+    In-sample residuals: somewhat smaller than a new cell line's, so the noise added is on the low side."""
     predicted = model.predict(pairs[["cell_line", "drug"]], cells)
     residual = pairs.response.to_numpy() - predicted.y_pred.to_numpy()
     sd = pd.Series(residual).groupby(pairs.drug.to_numpy()).std(ddof=1)
     return sd.reindex(drugs).fillna(0.0).to_numpy()
 
 
-def sample_model(model, cells: CellLineData, pairs: pd.DataFrame, groups: pd.Series, per_cell_line: int, seed: int,
-                 latent: str = "aggregate", response_noise: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray,
-                                                                                  np.ndarray]:
-    """Synthetic cell lines from a fitted generative model (``latent_posterior``, ``generate``): (views,
-    responses over ``model.drugs``, tissue group of each row)."""
+def sample_model(model, cells: CellLineData, pairs: pd.DataFrame, groups: pd.Series, rows: np.ndarray,
+                 members: np.ndarray, seed: int, latent: str = "aggregate",
+                 response_noise: bool = True) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Synthetic cell lines from a fitted generative model (``latent_posterior``, ``generate``), one per ``rows``,
+    decoded with the tissue of its member: (views, responses over ``model.drugs``). The prior has no tissue, so
+    ``latent: prior`` needs a model whose decoder is conditioned on tissue (MOICVAE)."""
+    if latent == "prior" and not getattr(model, "conditions_on_tissue", False):
+        raise ValueError(f"latent: prior with {type(model).__name__}: its decoder does not see tissue, so the "
+                         "synthetic cell lines' tissues would be labels only; use latent: aggregate")
     rng = np.random.default_rng(seed)
-    counts = _row_counts(groups, per_cell_line)
     mean, logvar = model.latent_posterior(cells)
-    z, row_groups = latent_points(mean, logvar, groups.reindex(cells.cell_lines), counts, latent, rng)
-    views, responses = model.generate(z, pd.Series(row_groups), {v: a.n_vars for v, a in cells.views.items()}, rng)
+    z = latent_points(mean, logvar, groups.reindex(cells.cell_lines).to_numpy(), rows, latent, rng)
+    tissue = cells.tissue.reindex(members).astype(str).reset_index(drop=True)
+    views, responses = model.generate(z, tissue, {v: a.n_vars for v, a in cells.views.items()}, rng)
     if response_noise:
         responses = responses + rng.standard_normal(responses.shape) * residual_sd(model, pairs, cells, model.drugs)
-    return views, responses, row_groups
+    return views, responses
 
 
-def synthetic_anndata(views: dict[str, np.ndarray], responses: np.ndarray, drugs: list[str], row_groups: np.ndarray,
+def synthetic_anndata(views: dict[str, np.ndarray], responses: pd.DataFrame, tissue: np.ndarray, groups: np.ndarray,
                       fold_views: dict, provenance: dict):
     """One AnnData: X = the generated views side by side on the fold's scale (var: view, feature and the fold's
-    train_mean / train_std), layer ``unscaled`` on the data set's scale, obs tissue, obsm ``response`` (cells x
-    drugs, response units) and uns ``provenance``."""
+    train_mean / train_std), layer ``unscaled`` on the data set's scale, obs ``tissue`` and ``tissue_group``, obsm
+    ``response`` (cells x drugs in response units, NaN where the line's member was not screened) and uns
+    ``provenance``."""
     import anndata as ad
 
-    names = [f"synthetic_{provenance['generator']}_fold{provenance['fold']}_{i}" for i in range(len(row_groups))]
+    names = [f"synthetic_{provenance['generator']}_fold{provenance['fold']}_{i}" for i in range(len(tissue))]
     var = pd.concat([fold_views[view].var[["train_mean", "train_std"]].assign(view=view, feature=fold_views[view].var_names)
                      for view in views], axis=0)
     var.index = [f"{view}{SEPARATOR}{feature}" for view, feature in zip(var.view, var.feature)]
     X = np.hstack([np.asarray(views[view], dtype=np.float32) for view in views])
-    if not np.isfinite(X).all() or not np.isfinite(responses).all():
-        raise ValueError(f"generator {provenance['generator']!r}: produced non-finite values")
-    out = ad.AnnData(X=X, obs=pd.DataFrame({"tissue": pd.Categorical(row_groups.astype(str))}, index=names), var=var)
+    values = responses.to_numpy(dtype=np.float64)
+    if not np.isfinite(X).all() or np.isinf(values).any() or np.isnan(values).all(axis=1).any():
+        raise ValueError(f"generator {provenance['generator']!r}: produced non-finite values, or a cell line without "
+                         "any response")
+    obs = pd.DataFrame({"tissue": pd.Categorical(np.asarray(tissue, dtype=str)),
+                        "tissue_group": pd.Categorical(np.asarray(groups, dtype=str))}, index=names)
+    out = ad.AnnData(X=X, obs=obs, var=var)
     out.layers["unscaled"] = (X * var.train_std.to_numpy() + var.train_mean.to_numpy()).astype(np.float32)
-    out.obsm["response"] = pd.DataFrame(np.asarray(responses, dtype=np.float32), index=names, columns=list(drugs))
+    out.obsm["response"] = pd.DataFrame(values.astype(np.float32), index=names, columns=list(responses.columns))
     out.uns["provenance"] = provenance
     return out
 
 
 def synthetic_cells(synthetic) -> tuple[CellLineData, pd.DataFrame]:
-    """A synthetic AnnData as model input: its views (obs tissue) and its responses as long pairs."""
+    """A synthetic AnnData as model input: its views (obs tissue) and its responses as long pairs (the screened
+    ones)."""
     import anndata as ad
 
     views = {}
@@ -165,6 +192,6 @@ def synthetic_cells(synthetic) -> tuple[CellLineData, pd.DataFrame]:
         var = part.var.drop(columns=["view", "feature"]).set_index(part.var["feature"].astype(str).to_numpy())
         views[str(view)] = ad.AnnData(np.asarray(part.X), obs=synthetic.obs[["tissue"]].copy(), var=var)
     tissue = synthetic.obs["tissue"].astype(str)
-    response = synthetic.obsm["response"].rename_axis(index="cell_line", columns="drug")
-    pairs = response.stack().rename("response").reset_index()
-    return CellLineData(views, tissue), pairs
+    response = synthetic.obsm["response"].rename_axis(index="cell_line").reset_index()
+    pairs = response.melt(id_vars="cell_line", var_name="drug", value_name="response").dropna(subset=["response"])
+    return CellLineData(views, tissue), pairs.reset_index(drop=True)

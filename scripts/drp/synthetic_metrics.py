@@ -49,12 +49,16 @@ Baseline generators (fit on training cell lines only)
 -----------------------------------------------------
 ``GaussianGenerator``
     Per group (e.g. tissue) a multivariate Gaussian: the group mean and a Ledoit-Wolf shrunk covariance (estimated
-    on features scaled by the training standard deviations, so that shrinkage treats features alike, and scaled
-    back). ``sample`` draws rows, ``sample_with_groups`` also returns the group of each row.
+    on features scaled by the standard deviations of all rows, so that shrinkage treats features alike, and
+    scaled back). ``sample`` draws rows, ``sample_with_groups`` also returns the group of each row.
 ``GaussianCopulaGenerator``
-    Gaussian copula with empirical marginals: each feature is turned into normal scores through its ranks, a
-    Ledoit-Wolf shrunk correlation of the normal scores is estimated, and samples from that correlation are mapped
-    back through each feature's empirical quantiles (linearly interpolated, clamped to the observed range).
+    Per group a Gaussian copula with empirical marginals: each feature is turned into normal scores through its
+    ranks, a Ledoit-Wolf shrunk covariance of the normal scores is estimated, and draws from it (standardized to
+    correlations) are mapped back through the group's empirical quantiles of each feature (linearly
+    interpolated, clamped to the observed range).
+
+Both draw from the Ledoit-Wolf estimate through a low-rank factor plus isotropic noise (``_shrunk_parts``),
+never decomposing the features x features matrix.
 
 Degenerate input (different column counts, fewer than 2 rows, non-finite values, unknown groups) raises a
 ValueError that says what was expected.

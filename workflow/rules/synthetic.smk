@@ -70,9 +70,11 @@ rule evaluate_synthetic:
 
 def synthetic_report_inputs(wildcards):
     """Every generator's metrics and utility predictions of every fold, its synthetic cell lines of the first
-    fold (the overlays) and that fold's expression features."""
+    fold (the overlays) and that fold's expression features (if the data set has them)."""
     base = SYNTHETIC_DIR.format(dataset=wildcards.dataset, mode=wildcards.mode)
-    inputs = {"features_expression": f"{fold_dir(wildcards, FOLDS[0])}/features/expression.h5ad"}
+    inputs = {}
+    if "expression" in dataset_views(wildcards.dataset):
+        inputs["features_expression"] = f"{fold_dir(wildcards, FOLDS[0])}/features/expression.h5ad"
     for generator in SYNTHETIC["generators"]:
         inputs[f"{generator}__overlay"] = f"{base}/fold{FOLDS[0]}/{generator}.h5ad"
         for fold in FOLDS:

@@ -323,7 +323,8 @@ class DrVAE(NeuralResponseModel):
         responses (cells x drugs, in response units). The model is not conditioned on tissue: ``tissue`` is
         ignored (drp.synthesis conditions the latent points instead)."""
         if not self.settings.generative:
-            raise ValueError("multitask_mlp has no decoder: it cannot generate cell lines (use drvae)")
+            raise ValueError(f"{type(self).__name__} with generative: false has no decoder: it cannot generate cell "
+                             "lines (use drvae with its decoder)")
         latent = torch.as_tensor(z, dtype=torch.float32)
         mean, logvar = (part.numpy() for part in self.module.decode(latent))
         x = mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape).astype(np.float32)

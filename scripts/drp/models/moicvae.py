@@ -163,7 +163,8 @@ class MOICVAEModule(nn.Module):
 
 class MOICVAE(NeuralResponseModel):
     settings_class = MOICVAESettings
-    generates_cell_lines = True  # latent_posterior + generate (drp.synthesis), conditioned on tissue
+    generates_cell_lines = True  # latent_posterior + generate (drp.synthesis)
+    conditions_on_tissue = True  # its decoders see tissue: synthetic cell lines can be drawn from the prior
 
     def __init__(self, **params):
         super().__init__(**params)

@@ -51,26 +51,32 @@ def synthesize(paths: Mapping, fold: int, generator: str, spec: dict, settings: 
     groups = synthesis.tissue_groups(training_cells.tissue, settings["min_tissue_lines"])
     seed = int(settings["seed"]) + fold
     per_line = int(settings["per_cell_line"])
+    rows = synthesis.row_groups(groups, per_line)
+    members = synthesis.row_members(rows, groups, per_line)
     if "model" in spec:
         model = DrugResponseModel.load(paths["model"])
         if not callable(getattr(model, "generate", None)):
             raise ValueError(f"synthetic.generators.{generator}: model {spec['model']!r} ({type(model).__name__}) has no "
                              "decoder to generate cell lines from")
-        views, responses, row_groups = synthesis.sample_model(
-            model, training_cells, training_pairs, groups, per_line, seed, latent=spec.get("latent", "aggregate"),
-            response_noise=spec.get("response_noise", True))
         drugs = list(model.drugs)
+        views, responses = synthesis.sample_model(model, training_cells, training_pairs, groups, rows, members, seed,
+                                                  latent=spec.get("latent", "aggregate"),
+                                                  response_noise=spec.get("response_noise", True))
     else:
         drugs = sorted(training_pairs.drug.unique())
-        responses = synthesis.response_matrix(training_pairs, training, drugs)
-        views, responses, row_groups = synthesis.sample_baseline(
-            spec["kind"], training_cells, list(cells.views), responses, groups, per_line, seed)
+        views, responses = synthesis.sample_baseline(
+            spec["kind"], training_cells, list(cells.views), synthesis.response_matrix(training_pairs, training, drugs),
+            groups, rows, members, seed)
+        spec = {"kind": spec["kind"]}  # not the model generators' options the config schema filled in
+    screened = synthesis.response_matrix(training_pairs, training, drugs).notna().reindex(members).to_numpy()
+    responses = pd.DataFrame(np.where(screened, responses, np.nan), columns=drugs)
     provenance = {"generator": generator, "spec": spec, "fold": fold, "seed": seed, "per_cell_line": per_line,
                   "training_cell_lines": len(training), "min_tissue_lines": settings["min_tissue_lines"],
                   "scale": "the fold's features: (value - train_mean) / train_std; layer unscaled: the data set's"}
-    synthetic = synthesis.synthetic_anndata(views, responses, drugs, row_groups, cells.views, provenance)
+    tissue = training_cells.tissue.reindex(members).to_numpy()
+    synthetic = synthesis.synthetic_anndata(views, responses, tissue, rows, cells.views, provenance)
     log.info("%s fold %d: %d synthetic cell lines (%s) from %d training cell lines, %d features, %d drugs", generator,
-             fold, synthetic.n_obs, ", ".join(f"{g} {n}" for g, n in pd.Series(row_groups).value_counts().items()),
+             fold, synthetic.n_obs, ", ".join(f"{g} {n}" for g, n in pd.Series(rows).value_counts().items()),
              len(training), synthetic.n_vars, len(drugs))
     write_h5ad(output, synthetic)
 
@@ -282,7 +288,7 @@ def overlay_figure(real: Mapping, synthetic: Mapping, path, seed: int, title: st
         stacked = np.vstack([training, held_out, fake])
         kinds = np.repeat(["training", "held-out real", "synthetic"], [len(training), len(held_out), len(fake)])
         embedded = ad.AnnData(stacked.astype(np.float32))
-        sc.pp.pca(embedded, n_comps=30, random_state=seed)
+        sc.pp.pca(embedded, n_comps=min(30, embedded.n_vars - 1, embedded.n_obs - 1), random_state=seed)
         sc.pp.neighbors(embedded, n_neighbors=15, random_state=seed)
         sc.tl.umap(embedded, random_state=seed)
         coordinates = {"PCA (fitted on training)": pca.transform(stacked), "UMAP": embedded.obsm["X_umap"]}
@@ -334,17 +340,17 @@ def synthetic_report(paths: Mapping, settings: dict, title: str, outputs: Mappin
     write_table(outputs["summary"], summary)
     write_table(outputs["augmentation"], augmentation)
 
-    expression = read_view(paths["features_expression"])
     fold = int(min(r["fold"] for r in results))
-    in_training = expression.obs["in_training"].to_numpy(bool)
-    real = {"training": np.asarray(expression.X)[in_training], "held_out": np.asarray(expression.X)[~in_training]}
     fakes = {}
-    for generator, path in overlay_paths.items():
+    for generator, path in overlay_paths.items() if "features_expression" in paths else ():
         synthetic = read_view(path)
         columns = (synthetic.var["view"] == "expression").to_numpy()
         if columns.any():
             fakes[generator] = np.asarray(synthetic.X)[:, columns]
     if fakes:
+        expression = read_view(paths["features_expression"])
+        in_training = expression.obs["in_training"].to_numpy(bool)  # the fold's non-test cell lines
+        real = {"training": np.asarray(expression.X)[in_training], "held_out": np.asarray(expression.X)[~in_training]}
         overlay_figure(real, fakes, outputs["overlays"], int(settings["seed"]),
                        f"{title}, fold {fold}: expression of training, held-out and synthetic cell lines")
     else:
@@ -369,7 +375,8 @@ def report_html(title: str, summary: pd.DataFrame, augmentation: pd.DataFrame, o
         augmented = means.to_html(index=False, float_format=float3) + augmentation.to_html(index=False,
                                                                                          float_format=float3)
     else:
-        augmented = "<p>No tissue was small in every fold.</p>"
+        augmented = ("<p>No tissue was small in every fold (under LTO a test tissue has no training cell lines to "
+                     "generate from).</p>")
     return "\n".join([
         f"<html><head><meta charset='utf-8'><title>{html.escape(title)}: synthetic cell lines</title><style>"
         "body{font-family:sans-serif;max-width:1400px;margin:auto} table{border-collapse:collapse;font-size:13px}"

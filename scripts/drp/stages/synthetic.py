@@ -342,7 +342,7 @@ def synthetic_report(paths: Mapping, settings: dict, title: str, outputs: Mappin
 
     fold = int(min(r["fold"] for r in results))
     fakes = {}
-    for generator, path in overlay_paths.items() if "features_expression" in paths else ():
+    for generator, path in overlay_paths.items() if "features_expression" in paths.keys() else ():
         synthetic = read_view(path)
         columns = (synthetic.var["view"] == "expression").to_numpy()
         if columns.any():

@@ -196,6 +196,30 @@ for _line in auxiliary.skipped_cross_study(config, config["run"]["models"], cros
     logger.info(_line)
 
 
+SYNTHETIC_DIR = "results/{dataset}/{mode}/synthetic"  # synthetic cell lines (synthetic.smk)
+
+
+def generator_model_input(wildcards):
+    """The fold model a model-based generator decodes from; nothing for the baselines."""
+    spec = config["synthetic"]["generators"][wildcards.generator]
+    return {"model": f"{fold_dir(wildcards)}/{spec['model']}/model"} if "model" in spec else {}
+
+
+def synthetic_report_inputs(wildcards):
+    """Every generator's metrics and utility predictions of every fold, its synthetic cell lines of the first
+    fold (the overlays) and that fold's expression features (if the data set has them)."""
+    base = SYNTHETIC_DIR.format(dataset=wildcards.dataset, mode=wildcards.mode)
+    inputs = {}
+    if "expression" in dataset_views(wildcards.dataset):
+        inputs["features_expression"] = f"{fold_dir(wildcards, FOLDS[0])}/features/expression.h5ad"
+    for generator in config["synthetic"]["generators"]:
+        inputs[f"{generator}__overlay"] = f"{base}/fold{FOLDS[0]}/{generator}.h5ad"
+        for fold in FOLDS:
+            inputs[f"{generator}__fold{fold}__metrics"] = f"{base}/fold{fold}/{generator}_metrics.json"
+            inputs[f"{generator}__fold{fold}__predictions"] = f"{base}/fold{fold}/{generator}_utility.parquet"
+    return inputs
+
+
 def all_targets():
     targets = []
     for dataset in config["run"]["datasets"]:

@@ -8,13 +8,6 @@ SYNTHETIC_SETTINGS = {key: SYNTHETIC[key] for key in ("per_cell_line", "min_tiss
                                                       "augment_max_lines", "max_close_share", "max_mia_auroc")} | {
     "seed": config["seed"], "n_folds": config["splits"]["n_folds"],
     "min_pairs_per_drug": EVALUATION["min_pairs_per_drug"]}
-SYNTHETIC_DIR = "results/{dataset}/{mode}/synthetic"
-
-
-def generator_model_input(wildcards):
-    """The fold model a model-based generator decodes from; nothing for the baselines."""
-    spec = SYNTHETIC["generators"][wildcards.generator]
-    return {"model": f"{fold_dir(wildcards)}/{spec['model']}/model"} if "model" in spec else {}
 
 
 rule synthesize:
@@ -66,21 +59,6 @@ rule evaluate_synthetic:
         "../../envs/evaluate.yaml"
     script:
         "../../scripts/evaluate_synthetic.py"
-
-
-def synthetic_report_inputs(wildcards):
-    """Every generator's metrics and utility predictions of every fold, its synthetic cell lines of the first
-    fold (the overlays) and that fold's expression features (if the data set has them)."""
-    base = SYNTHETIC_DIR.format(dataset=wildcards.dataset, mode=wildcards.mode)
-    inputs = {}
-    if "expression" in dataset_views(wildcards.dataset):
-        inputs["features_expression"] = f"{fold_dir(wildcards, FOLDS[0])}/features/expression.h5ad"
-    for generator in SYNTHETIC["generators"]:
-        inputs[f"{generator}__overlay"] = f"{base}/fold{FOLDS[0]}/{generator}.h5ad"
-        for fold in FOLDS:
-            inputs[f"{generator}__fold{fold}__metrics"] = f"{base}/fold{fold}/{generator}_metrics.json"
-            inputs[f"{generator}__fold{fold}__predictions"] = f"{base}/fold{fold}/{generator}_utility.parquet"
-    return inputs
 
 
 rule synthetic_report:

@@ -50,7 +50,7 @@ rule evaluate_synthetic:
         predictions=f"{SYNTHETIC_DIR}/fold{{fold}}/{{generator}}_utility.parquet",
     params:
         settings=SYNTHETIC_SETTINGS,
-        utility_spec=config["models"][SYNTHETIC["utility_model"]],
+        utility_spec=lambda wc: config["models"][SYNTHETIC["utility_model"]],  # defined: checked when generators are set
     log:
         "logs/{dataset}/{mode}/synthetic/fold{fold}/{generator}_evaluate.log",
     benchmark:

@@ -30,7 +30,6 @@ for are set to the drug's training mean (GDSC2: about 8 % of the grid), which sh
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd

@@ -367,9 +367,12 @@ def test_synthetic_cell_lines(pipeline_run):
     generators = set(config["synthetic"]["generators"])
     summary = pd.read_csv(base / "summary.tsv", sep="\t")
     assert set(summary.generator) == generators and (summary.folds == N_FOLDS).all()
-    assert set(summary[summary.generator == "drvae"].view) == {"expression"}  # Dr.VAE models expression only
-    assert set(summary[summary.generator == "moicvae"].view) == {"expression", "cnv", "mutation", "all"}
-    overall = summary[summary.view.isin(["all"]) | (summary.generator == "drvae")].set_index("generator")
+    assert set(summary[summary.generator == "drvae"].view) == {"expression", "response"}  # Dr.VAE: expression only
+    assert set(summary[summary.generator == "moicvae"].view) == {"expression", "cnv", "mutation", "all", "response"}
+    responses = summary[summary.view == "response"].set_index("generator")
+    assert responses.mean_ks.between(0, 1).all() and responses.classifier_auroc.isna().all()
+    overall = summary[(summary.view == "all") | ((summary.generator == "drvae") & (summary.view == "expression"))]
+    overall = overall.set_index("generator")
     assert overall.loc["training_copy", "dcr_close_share"] == 1.0 and overall.loc["training_copy", "mia_auroc"] > 0.9
     assert overall.loc["training_copy", "privacy_passes"] == 0.0
     for generator in ("drvae", "moicvae", "gaussian"):

@@ -12,7 +12,7 @@ from scipy import stats
 from drp.synthetic_metrics import (
     GaussianCopulaGenerator, GaussianGenerator, classifier_two_sample_auroc, correlation_distance,
     distance_to_closest_record, fidelity_summary, marginal_distances, marginal_summary, membership_inference_auroc,
-    privacy_check,
+    privacy_check, response_fidelity,
 )
 
 P = 8
@@ -264,3 +264,22 @@ def test_low_rank_sampling_has_the_ledoit_wolf_covariance():
     scale = rows.std(axis=0, ddof=1)  # the generator shrinks on features scaled alike, then scales back
     expected = LedoitWolf().fit(rows / scale).covariance_ * np.outer(scale, scale)
     np.testing.assert_allclose(np.cov(sample, rowvar=False, bias=True), expected, atol=0.03 * np.abs(expected).max())
+
+
+def test_response_fidelity_ignores_gaps_and_sees_a_shift():
+    """Responses have unscreened pairs (NaN): the per-drug distances use each drug's values, a shift of every
+    drug by one sd is seen, the same distribution with other gaps is not."""
+    rng = np.random.default_rng(40)
+    real = pd.DataFrame(synthetic_draw(300, seed=41), columns=[f"drug{i}" for i in range(P)])
+    same = pd.DataFrame(synthetic_draw(300, seed=42), columns=real.columns)
+    real = real.mask(rng.random(real.shape) < 0.2)
+    same = same.mask(rng.random(same.shape) < 0.3)
+    faithful = response_fidelity(real, same)
+    shifted = response_fidelity(real, same + same.std())
+    assert faithful["mean_ks"] < 0.12 and shifted["mean_ks"] > 0.3
+    assert faithful["mean_wasserstein_sd"] < 0.2 and shifted["mean_wasserstein_sd"] > 0.8
+    assert faithful["correlation_distance"] < 0.12 and np.isnan(faithful["classifier_auroc"])
+    with pytest.raises(ValueError, match="synthetic lacks 1 drug"):
+        response_fidelity(real, same.drop(columns="drug0"))
+    with pytest.raises(ValueError, match="no drug has 5 responses"):
+        response_fidelity(real.iloc[:3], same)

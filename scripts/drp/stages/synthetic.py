@@ -23,7 +23,8 @@ from ..models import resolve
 from ..models.base import CellLineData, DrugResponseModel, TrainingData
 from ..models.selection import fit_best, grid_candidates, refit
 from ..splits import TEST
-from ..synthetic_metrics import distance_to_closest_record, fidelity_summary, membership_inference_auroc, privacy_check
+from ..synthetic_metrics import (distance_to_closest_record, fidelity_summary, membership_inference_auroc,
+                                privacy_check, response_fidelity)
 from .train import cell_line_data, fold_pairs
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,9 @@ def evaluate_synthetic(paths: Mapping, fold: int, generator: str, settings: dict
     fidelity = {view: fidelity_summary(real(held_out, [view]), fake([view]), seed=seed) for view in generated}
     if len(generated) > 1:
         fidelity["all"] = fidelity_summary(real(held_out, generated), fake(generated), seed=seed)
+    held_out_responses = synthesis.response_matrix(pairs[pairs.role == TEST], held_out,
+                                                   list(synthetic.obsm["response"].columns))
+    fidelity["response"] = response_fidelity(held_out_responses, synthetic.obsm["response"])
     dcr = distance_to_closest_record(fake(generated), real(training, generated), real(held_out, generated))
     mia = membership_inference_auroc(fake(generated), real(training, generated), real(held_out, generated), seed=seed)
     privacy = {**dcr, "mia_auroc": mia, "passes": privacy_check(dcr, mia, settings["max_close_share"],
@@ -191,9 +195,11 @@ def evaluate_synthetic(paths: Mapping, fold: int, generator: str, settings: dict
     result = {"generator": generator, "fold": fold, "n_synthetic": int(synthetic.n_obs), "n_training": len(training),
               "n_held_out": len(held_out), "views": generated, "fidelity": fidelity, "privacy": privacy,
               "utility": utility}
-    log.info("%s fold %d: classifier AUROC %s, DCR close share %.3f, MIA AUROC %.3f, Pearson real %.3f / synthetic "
-             "%.3f", generator, fold, {v: round(f["classifier_auroc"], 3) for v, f in fidelity.items()},
-             dcr["close_share"], mia, utility["pearson_real"], utility["pearson_synthetic"])
+    log.info("%s fold %d: classifier AUROC %s, response KS %.3f, DCR close share %.3f, MIA AUROC %.3f, Pearson "
+             "real %.3f / synthetic %.3f", generator, fold,
+             {v: round(f["classifier_auroc"], 3) for v, f in fidelity.items() if v != "response"},
+             fidelity["response"]["mean_ks"], dcr["close_share"], mia, utility["pearson_real"],
+             utility["pearson_synthetic"])
     write_table(outputs["predictions"], predictions)
     write_json(outputs["metrics"], result)
 
@@ -208,8 +214,9 @@ SUMMARY_COLUMNS = [("fidelity", "classifier_auroc", "classifier_auroc"), ("fidel
 
 
 def metric_rows(results: list[dict]) -> pd.DataFrame:
-    """One row per generator, fold and view: fidelity on that view (``all``: every generated view together),
-    privacy and utility (the same on every view row of a generator and fold)."""
+    """One row per generator, fold and view: fidelity on that view (``all``: every generated view together;
+    ``response``: the responses, without a classifier test), privacy and utility (the same on every view row of a
+    generator and fold)."""
     rows = []
     for result in results:
         for view, fidelity in result["fidelity"].items():
@@ -387,7 +394,8 @@ def report_html(title: str, summary: pd.DataFrame, augmentation: pd.DataFrame, o
         "<li>Fidelity, per view and for all generated views together: classifier two-sample AUROC (logistic "
         "regression telling held-out real from synthetic; 0.5 = indistinguishable), mean KS statistic and "
         "Wasserstein distance (in real standard deviations) over features, correlation distance (RMS difference of "
-        "the feature correlations).</li>"
+        "the feature correlations); view <i>response</i>: the same per drug over the screened responses of the "
+        "held-out cell lines, and the drug-drug correlations.</li>"
         "<li>Utility: mean per-drug Pearson on the held-out cell lines of the utility model "
         f"({html.escape(str(settings['utility_model']))}, on the views the generator makes) trained on the real "
         "training cell lines, or on the synthetic ones alone (train-synthetic-test-real).</li>"

@@ -76,6 +76,17 @@ def synthetic_rows(groups: pd.Series, per_cell_line: int) -> tuple[np.ndarray, n
     return rows, synthesis.row_members(rows, groups, per_cell_line)
 
 
+def synthetic_baseline_draw(kind: str, per_cell_line: int, seed: int):
+    """A baseline generator on ``synthetic_cells`` (tissue groups of at least 5 lines): cells, responses, the rows'
+    groups and members, and the generated views and responses."""
+    cells, responses = synthetic_cells()
+    groups = synthesis.tissue_groups(cells.tissue, 5)
+    row_groups, members = synthetic_rows(groups, per_cell_line)
+    views, sampled = synthesis.sample_baseline(kind, cells, ["expression", "cnv"], responses, groups, row_groups,
+                                               members, seed=seed)
+    return cells, responses, row_groups, members, views, sampled
+
+
 def test_row_groups_and_row_members_give_each_training_line_per_cell_line_rows_of_its_group():
     tissue = pd.Series(["b"] * 5 + ["a"] * 6 + ["c"] * 2 + ["d"] * 1,
                        index=[f"synthetic_line_{i:02d}" for i in range(14)][::-1])
@@ -94,11 +105,7 @@ def test_row_groups_and_row_members_give_each_training_line_per_cell_line_rows_o
 
 
 def test_sample_baseline_shapes_groups_and_per_tissue_means_of_the_gaussian():
-    cells, responses = synthetic_cells()
-    groups = synthesis.tissue_groups(cells.tissue, 5)
-    row_groups, members = synthetic_rows(groups, 2)
-    views, sampled = synthesis.sample_baseline("gaussian", cells, ["expression", "cnv"], responses, groups,
-                                               row_groups, members, seed=1)
+    cells, responses, row_groups, members, views, sampled = synthetic_baseline_draw("gaussian", 2, seed=1)
     n = 2 * sum(SIZES.values())
     assert views["expression"].shape == (n, 6) and views["cnv"].shape == (n, 3) and sampled.shape == (n, len(DRUGS))
     assert pd.Series(row_groups).value_counts().to_dict() == {t: 2 * size for t, size in SIZES.items()}
@@ -111,11 +118,7 @@ def test_sample_baseline_shapes_groups_and_per_tissue_means_of_the_gaussian():
 
 
 def test_sample_baseline_copula_stays_within_each_tissues_training_range():
-    cells, responses = synthetic_cells()
-    groups = synthesis.tissue_groups(cells.tissue, 5)
-    row_groups, members = synthetic_rows(groups, 1)
-    views, sampled = synthesis.sample_baseline("copula", cells, ["expression", "cnv"], responses, groups,
-                                               row_groups, members, seed=3)
+    cells, responses, row_groups, members, views, sampled = synthetic_baseline_draw("copula", 1, seed=3)
     assert len(sampled) == len(row_groups) == sum(SIZES.values())
     filled = responses.fillna(responses.mean()).to_numpy()
     real = np.hstack([cells.matrix(["expression", "cnv"], cells.cell_lines), filled])
@@ -127,11 +130,7 @@ def test_sample_baseline_copula_stays_within_each_tissues_training_range():
 
 
 def test_sample_baseline_copy_returns_the_members_rows_with_drug_means_for_missing_responses():
-    cells, responses = synthetic_cells()
-    groups = synthesis.tissue_groups(cells.tissue, 5)
-    row_groups, members = synthetic_rows(groups, 2)
-    views, sampled = synthesis.sample_baseline("copy", cells, ["expression", "cnv"], responses, groups,
-                                               row_groups, members, seed=0)
+    cells, responses, row_groups, members, views, sampled = synthetic_baseline_draw("copy", 2, seed=0)
     assert len(members) == 2 * len(cells.cell_lines) and set(members) == set(cells.cell_lines)
     for name in ("expression", "cnv"):
         expected = np.asarray(cells.views[name][list(members)].X, np.float64)

@@ -16,13 +16,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import metrics, synthesis
+from .. import synthesis
 from ..dataset import read_drugs, read_meta, read_view
 from ..io import write_h5ad, write_json, write_table, write_text
 from ..models import resolve
 from ..models.base import CellLineData, DrugResponseModel, TrainingData
 from ..models.selection import fit_best, grid_candidates, refit
 from ..splits import TEST
+from ..statistics import pearson_fold_means
 from ..synthetic_metrics import (distance_to_closest_record, fidelity_summary, membership_inference_auroc,
                                 privacy_check, response_fidelity)
 from .train import cell_line_data, fold_pairs
@@ -65,11 +66,12 @@ def synthesize(paths: Mapping, fold: int, generator: str, spec: dict, settings: 
                                                   response_noise=spec.get("response_noise", True))
     else:
         drugs = sorted(training_pairs.drug.unique())
-        views, responses = synthesis.sample_baseline(
-            spec["kind"], training_cells, list(cells.views), synthesis.response_matrix(training_pairs, training, drugs),
-            groups, rows, members, seed)
+    measured = synthesis.response_matrix(training_pairs, training, drugs)
+    if "model" not in spec:
+        views, responses = synthesis.sample_baseline(spec["kind"], training_cells, list(cells.views), measured, groups,
+                                                     rows, members, seed)
         spec = {"kind": spec["kind"]}  # not the model generators' options the config schema filled in
-    screened = synthesis.response_matrix(training_pairs, training, drugs).notna().reindex(members).to_numpy()
+    screened = measured.notna().reindex(members).to_numpy()
     responses = pd.DataFrame(np.where(screened, responses, np.nan), columns=drugs)
     provenance = {"generator": generator, "spec": spec, "fold": fold, "seed": seed, "per_cell_line": per_line,
                   "training_cell_lines": len(training), "min_tissue_lines": settings["min_tissue_lines"],
@@ -117,11 +119,13 @@ def _stack_cells(real: CellLineData, synthetic: CellLineData) -> CellLineData:
 
 
 def mean_per_drug_pearson(predictions: pd.DataFrame, min_pairs: int) -> float:
-    """The evaluation's headline metric: Pearson per drug over its test pairs, averaged over drugs."""
-    values = [metrics.pearson(group.y_true, group.y_pred) for _, group in predictions.groupby("drug")
-              if len(group) >= min_pairs]
-    values = [v for v in values if np.isfinite(v)]
-    return float(np.mean(values)) if values else float("nan")
+    """The evaluation's headline metric over all of ``predictions`` as one fold: Pearson per drug over its test
+    pairs, averaged over drugs (``statistics.pearson_fold_means``, as the held-out checks score it)."""
+    if predictions.empty:
+        return float("nan")
+    cells = pd.Index(pd.unique(predictions.cell_line))
+    pooled = predictions.assign(fold=0)
+    return float(pearson_fold_means(pooled, cells, np.ones((1, len(cells))), min_pairs)[0].iloc[0])
 
 
 def small_tissues(tissue: pd.Series, low: int, high: int) -> list[str]:
@@ -148,13 +152,15 @@ def evaluate_synthetic(paths: Mapping, fold: int, generator: str, settings: dict
         return np.hstack([np.asarray(synthetic_cells.views[v].X, dtype=np.float64) for v in views])
 
     fidelity = {view: fidelity_summary(real(held_out, [view]), fake([view]), seed=seed) for view in generated}
+    every_synthetic = fake(generated)  # all generated views side by side, and the same of the real cell lines
+    every_training, every_held_out = real(training, generated), real(held_out, generated)
     if len(generated) > 1:
-        fidelity["all"] = fidelity_summary(real(held_out, generated), fake(generated), seed=seed)
+        fidelity["all"] = fidelity_summary(every_held_out, every_synthetic, seed=seed)
     held_out_responses = synthesis.response_matrix(pairs[pairs.role == TEST], held_out,
                                                    list(synthetic.obsm["response"].columns))
     fidelity["response"] = response_fidelity(held_out_responses, synthetic.obsm["response"])
-    dcr = distance_to_closest_record(fake(generated), real(training, generated), real(held_out, generated))
-    mia = membership_inference_auroc(fake(generated), real(training, generated), real(held_out, generated), seed=seed)
+    dcr = distance_to_closest_record(every_synthetic, every_training, every_held_out)
+    mia = membership_inference_auroc(every_synthetic, every_training, every_held_out, seed=seed)
     privacy = {**dcr, "mia_auroc": mia, "passes": privacy_check(dcr, mia, settings["max_close_share"],
                                                                 settings["max_mia_auroc"])}
 
